@@ -1,0 +1,74 @@
+"""The ``shrinkface`` command line.
+
+Device-side commands live in ``runtime/cli_*.py`` modules, each with a ``register(app)`` function. The training
+and export commands are added only when their extras (and torch) are installed, so a Raspberry Pi with
+``shrinkface[runtime]`` gets a working CLI and a clear message for ``shrinkface train``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from shrinkface.runtime.errors import ExitCode, ShrinkfaceError
+
+app = typer.Typer(
+    name="shrinkface",
+    help="Face recognition from a big teacher to a phone or a Raspberry Pi.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+#: Modules that add commands; runtime ones always load, the others only with their extras.
+RUNTIME_COMMANDS = [
+    "shrinkface.runtime.cli_assets",
+]
+OPTIONAL_COMMANDS = {
+    "shrinkface.train.cli": ("train", "pip install 'shrinkface[train]'"),
+    "shrinkface.export.cli": ("export", "pip install 'shrinkface[export]'"),
+}
+
+
+def _register_all() -> None:
+    for module in RUNTIME_COMMANDS:
+        importlib.import_module(module).register(app)
+    for module, (name, how) in OPTIONAL_COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith(("torch", "torchao", "litert_torch", "onnx2torch", "yaml", module)):
+                raise
+
+            def missing(how: str = how, name: str = name, why: str = str(exc)) -> None:
+                err.print(f"`shrinkface {name}` needs the {name} extra ({why}): {how}", markup=False)
+                raise typer.Exit(ExitCode.ERROR)
+
+            app.command(name, help=f"(not installed: {how})", add_help_option=False)(missing)
+            continue
+        mod.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning ShrinkfaceError into its exit code."""
+    _register_all()
+    try:
+        app(standalone_mode=False)
+    except ShrinkfaceError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(int(exc.exit_code))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(int(ExitCode.ERROR))
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
