@@ -58,10 +58,14 @@ def align_face(
 ) -> np.ndarray:
     """Warp ``image`` (H×W×3 uint8) so its 5 ``landmarks`` land on ``template``; returns an
     ``output_size`` (height, width) crop of the same channel order."""
-    landmarks = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
-    template = np.asarray(template, dtype=np.float64).reshape(-1, 2)
-    if landmarks.shape != (5, 2) or template.shape != (5, 2):
-        raise ValueError(f"alignment needs 5 landmarks and a 5-point template, got {landmarks.shape}")
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    template = np.asarray(template, dtype=np.float64)
+    if landmarks.shape not in ((5, 2), (10,)) or template.shape not in ((5, 2), (10,)):
+        raise ValueError(
+            f"alignment needs 5 landmarks and a 5-point template as (5, 2) or flat (10,) arrays, "
+            f"got {landmarks.shape} and {template.shape}"
+        )
+    landmarks, template = landmarks.reshape(5, 2), template.reshape(5, 2)
     matrix = similarity_transform(landmarks, template)
     height, width = output_size
     return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0.0)

@@ -13,7 +13,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-
 from shrinkface.runtime.errors import ManyFacesError, ModelError, NoFaceError
 
 Policy = Literal["largest", "central", "single"]
@@ -48,11 +47,23 @@ class FaceDetector:
         if not path.is_file():
             raise ModelError(f"face detector model {path} not found (run `shrinkface assets fetch`)")
         try:
-            self._yunet = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, top_k)
+            self._yunet = cv2.FaceDetectorYN.create(
+                str(path), "", (320, 320), score_threshold, nms_threshold, top_k
+            )
         except cv2.error as exc:
             raise ModelError(f"{path} is not a YuNet detector model OpenCV can load: {exc.err}") from exc
+        self.path = path
         self.max_side = max_side
         self.score_threshold = score_threshold
+        # An ONNX file that is not YuNet loads but fails on its first run: make that happen here.
+        self._run(np.zeros((64, 64, 3), dtype=np.uint8))
+
+    def _run(self, bgr: np.ndarray) -> np.ndarray | None:
+        self._yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
+        try:
+            return self._yunet.detect(bgr)[1]
+        except cv2.error as exc:
+            raise ModelError(f"{self.path} does not run as a YuNet face detector: {exc.err}") from exc
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         """All faces in an RGB uint8 image, best score first."""
@@ -61,18 +72,20 @@ class FaceDetector:
         bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
         if scale < 1.0:
             bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        self._yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, raw = self._yunet.detect(bgr)
+        raw = self._run(bgr)
         if raw is None:
             return []
-        faces = [
-            Face(
-                box=(row[0:4] / scale).astype(np.float32),
-                landmarks=(row[4:14].reshape(5, 2) / scale).astype(np.float32),
-                score=float(row[14]),
+        # Back to original pixels with the per-axis scale of the actual resize, pixel centres mapped as
+        # cv2.resize maps them (x_orig = (x + 0.5) / s − 0.5); box width/height scale without that shift.
+        sxy = np.array([bgr.shape[1] / width, bgr.shape[0] / height])
+        faces = []
+        for row in raw.astype(np.float64):
+            corner = (row[0:2] + 0.5) / sxy - 0.5
+            landmarks = (row[4:14].reshape(5, 2) + 0.5) / sxy - 0.5
+            box = np.concatenate([corner, row[2:4] / sxy])
+            faces.append(
+                Face(box=box.astype(np.float32), landmarks=landmarks.astype(np.float32), score=float(row[14]))
             )
-            for row in raw
-        ]
         return sorted(faces, key=lambda f: -f.score)
 
     def detect_one(self, image_rgb: np.ndarray, policy: Policy = "largest") -> Face:
