@@ -28,3 +28,21 @@ lint:
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# -- Android core (android_demo/core): plain-JVM logic shared with the app, tested here with javac + JUnit 4 --
+.PHONY: test-android-core setup-android-core
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+## setup-android-core: JDK 17 + JUnit 4 from Debian (apt) when missing; CI calls it before `make test`
+setup-android-core:
+	@if javac -version 2>&1 | grep -Eq 'javac (1[7-9]|[2-9][0-9])' && [ -f /usr/share/java/junit4.jar ] \
+	  && [ -f /usr/share/java/hamcrest.jar ]; then \
+	  echo "setup-android-core: javac and junit4 already installed"; \
+	else \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends openjdk-17-jdk-headless junit4; \
+	fi
+
+## test-android-core: compile android_demo/core with javac and run its JUnit tests against tests/golden/core_*.json
+test-android-core:
+	android_demo/core/run-jvm-tests.sh
