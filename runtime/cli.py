@@ -26,6 +26,9 @@ err = Console(stderr=True)
 #: Modules that add commands; runtime ones always load, the others only with their extras.
 RUNTIME_COMMANDS = [
     "shrinkface.runtime.cli_assets",
+    "shrinkface.runtime.cli_data",
+    "shrinkface.runtime.cli_unlock",
+    "shrinkface.runtime.cli_eval",
 ]
 OPTIONAL_COMMANDS = {
     "shrinkface.train.cli": ("train", "pip install 'shrinkface[train]'"),
@@ -56,7 +59,9 @@ def main() -> None:
     """Console-script entry point: run the app, turning ShrinkfaceError into its exit code."""
     _register_all()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # with standalone_mode=False click returns typer.Exit's code
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ShrinkfaceError as exc:
         err.print(f"[red]error:[/red] {exc}")
         sys.exit(int(exc.exit_code))
@@ -65,10 +70,9 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(int(ExitCode.ERROR))
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors (typer vendors click as typer._click: duck-typed)
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
         raise
