@@ -169,7 +169,5 @@ def fetch(name: str, cache: str | Path | None = None) -> Path:
 def fetch_all(include_optional: bool = False, cache: str | Path | None = None) -> dict[str, Path]:
     """Install every required asset (and the optional ones if asked)."""
     return {
-        name: fetch(name, cache)
-        for name, asset in load_manifest().items()
-        if include_optional or not asset.optional
+        name: fetch(name, cache) for name, asset in load_manifest().items() if include_optional or not asset.optional
     }

@@ -115,9 +115,7 @@ class FrameResult:
 class Voter:
     """Decides from the last ``window`` frames."""
 
-    def __init__(
-        self, names: tuple[str, ...], threshold: float, window: int = 5, vote: Vote = "mean"
-    ) -> None:
+    def __init__(self, names: tuple[str, ...], threshold: float, window: int = 5, vote: Vote = "mean") -> None:
         if window < 1:
             raise ValueError("window must be ≥ 1")
         if vote not in ("mean", "majority"):
@@ -145,9 +143,7 @@ class Voter:
             return None, float(stacked[:, best].mean())
         counts = np.bincount(votes, minlength=len(self.names))
         best = int(np.argmax(counts))
-        accepted = (
-            counts[best] * 2 > self.window
-        )  # more than half of the window, frames without a face included
+        accepted = counts[best] * 2 > self.window  # more than half of the window, frames without a face included
         return (self.names[best] if accepted else None), float(stacked[:, best].mean())
 
 
@@ -218,9 +214,7 @@ def process_frame(
         face, _ = subject(faces, policy)
     except FaceError as exc:
         timings["detect"] = _ms(start)
-        return FrameResult(
-            index, None, "many faces" if isinstance(exc, ManyFacesError) else "no face", timings
-        )
+        return FrameResult(index, None, "many faces" if isinstance(exc, ManyFacesError) else "no face", timings)
     timings["detect"] = _ms(start)
     start = time.perf_counter()
     crop = pipeline.crop(image, face)

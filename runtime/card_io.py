@@ -215,10 +215,7 @@ def strip_initializer_inputs(data: bytes) -> tuple[bytes, list[str]]:
         for number, wire, vs, ve, fs in gfields
         if not (number == _G_INPUT and wire == 2 and (_string_field(view, vs, ve, 1) or "") in drop)
     )
-    parts = [
-        _len_field(_GRAPH, new_graph) if number == _GRAPH else bytes(view[fs:ve])
-        for number, _, _, ve, fs in top
-    ]
+    parts = [_len_field(_GRAPH, new_graph) if number == _GRAPH else bytes(view[fs:ve]) for number, _, _, ve, fs in top]
     return b"".join(parts), sorted(drop)
 
 
@@ -250,9 +247,7 @@ def _schema() -> Any:
     try:
         from ai_edge_litert import schema_py_generated
     except ModuleNotFoundError as exc:  # pragma: no cover - the runtime extra installs it
-        raise ModelError(
-            "reading TFLite models needs ai-edge-litert: pip install 'shrinkface[runtime]'"
-        ) from exc
+        raise ModelError("reading TFLite models needs ai-edge-litert: pip install 'shrinkface[runtime]'") from exc
     return schema_py_generated
 
 
@@ -353,9 +348,7 @@ def write_metadata_tflite(model_bytes: bytes, name: str, payload: bytes) -> byte
         raise ModelError(f"TFLite model is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
     buffers = model.buffers or []
     if any(b.offset > 1 for b in buffers):
-        raise ModelError(
-            "TFLite models that keep their weights after the flatbuffer (>2 GB) are not supported"
-        )
+        raise ModelError("TFLite models that keep their weights after the flatbuffer (>2 GB) are not supported")
     metadata = model.metadata or []
     existing = next((m for m in metadata if m.name in (name, name.encode())), None)
     data = np.frombuffer(payload, dtype=np.uint8)

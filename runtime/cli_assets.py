@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.table import Table
 from shrinkface.runtime import assets as asset_lib
 
 console = Console()
+CacheOption = Annotated[Path | None, typer.Option("--cache", help="Cache folder (default $SHRINKFACE_CACHE).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -20,9 +22,9 @@ def register(app: typer.Typer) -> None:
 
     @group.command("fetch")
     def fetch(
-        names: list[str] = typer.Argument(None, help="Assets to fetch (default: all required ones)."),
-        optional: bool = typer.Option(False, "--optional", help="Also fetch the optional assets."),
-        cache: Path = typer.Option(None, "--cache", help="Cache folder (default $SHRINKFACE_CACHE)."),
+        names: Annotated[list[str] | None, typer.Argument(help="Assets to fetch (default: the required ones).")] = None,
+        optional: Annotated[bool, typer.Option("--optional", help="Also fetch the optional assets.")] = False,
+        cache: CacheOption = None,
     ) -> None:
         """Fetch assets with pip/npm, extract them and verify their sha256 (idempotent)."""
         if names:
@@ -33,7 +35,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[green]ok[/green] {name}: {path}")
 
     @group.command("verify")
-    def verify(cache: Path = typer.Option(None, "--cache")) -> None:
+    def verify(cache: CacheOption = None) -> None:
         """Check every installed asset against its sha256; exit non-zero on any missing/altered file."""
         for name, asset in asset_lib.load_manifest().items():
             if asset.optional:
@@ -42,7 +44,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[green]ok[/green] {name}: {path}")
 
     @group.command("list")
-    def list_(cache: Path = typer.Option(None, "--cache")) -> None:
+    def list_(cache: CacheOption = None) -> None:
         """Show the manifest and what is installed."""
         table = Table("name", "role", "package", "file", "licence", "installed")
         for name, asset in asset_lib.load_manifest().items():

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+
 from shrinkface.runtime import dataset
 
 console = Console(stderr=True)
@@ -28,7 +29,10 @@ def register(app: typer.Typer) -> None:
         ] = 0.0,
         workers: Annotated[int, typer.Option(help="Worker processes (0: in this process).")] = 2,
         score: Annotated[float, typer.Option(help="YuNet score threshold.")] = 0.6,
-        policy: Annotated[str, typer.Option(help="Face to use: largest, central or single.")] = "largest",
+        policy: Annotated[
+            str,
+            typer.Option(help="Face to use: central (default; datasets centre their subject), largest or single."),
+        ] = "central",
         size: Annotated[int, typer.Option(help="Crop size (template scaled).")] = 112,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Redo failed ones.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,

@@ -34,13 +34,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         aligned: Annotated[
             Path | None,
-            typer.Option(
-                help="Aligned LFW folder from `shrinkface data align` (default: CACHE/aligned/lfw)."
-            ),
+            typer.Option(help="Aligned LFW folder from `shrinkface data align` (default: CACHE/aligned/lfw)."),
         ] = None,
-        out: Annotated[Path, typer.Option(help="Report folder: lfw.json, lfw.md, lfw_roc.png.")] = Path(
-            "eval-lfw"
-        ),
+        out: Annotated[Path, typer.Option(help="Report folder: lfw.json, lfw.md, lfw_roc.png.")] = Path("eval-lfw"),
         data_dir: Annotated[
             Path | None, typer.Option(help="Face-data root holding lfw/ (default: $SHRINKFACE_DATA).")
         ] = None,
@@ -51,12 +47,8 @@ def register(app: typer.Typer) -> None:
         far: Annotated[
             list[float] | None, typer.Option(help="FAR targets (repeatable; default 1e-3 1e-4 1e-5).")
         ] = None,
-        workers: Annotated[
-            int, typer.Option(help="Embedding processes (0: two when the model is slow).")
-        ] = 0,
-        cache: Annotated[
-            bool, typer.Option("--cache/--no-cache", help="Keep and reuse the embeddings.")
-        ] = True,
+        workers: Annotated[int, typer.Option(help="Embedding processes (0: two when the model is slow).")] = 0,
+        cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep and reuse the embeddings.")] = True,
         cache_dir_: Annotated[
             Path | None,
             typer.Option("--cache-dir", help="Where cached embeddings live (default: CACHE/embeddings/lfw)."),

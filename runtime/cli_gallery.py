@@ -72,9 +72,7 @@ def register_gallery(app: typer.Typer) -> None:
     def export(
         out: Annotated[Path, typer.Argument(help="Target file: .json or .npz.")],
         gallery: GalleryOpt = None,
-        model_sha256: Annotated[
-            str | None, typer.Option("--model-sha256", help="Only this model's templates.")
-        ] = None,
+        model_sha256: Annotated[str | None, typer.Option("--model-sha256", help="Only this model's templates.")] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Write every template (with its model's sha256) to a JSON or npz file."""
@@ -170,9 +168,7 @@ def _embed(rec: Any, items: list[tuple[str, Path, bool]], pad: float) -> tuple[n
         labels.append(name)
     if len({label for label in labels if not label.startswith("/stranger/")}) < 2:
         raise DataError("fewer than two people had usable faces for calibration")
-    embeddings = np.concatenate(
-        [rec.embedder.embed(np.stack(crops[i : i + 64])) for i in range(0, len(crops), 64)]
-    )
+    embeddings = np.concatenate([rec.embedder.embed(np.stack(crops[i : i + 64])) for i in range(0, len(crops), 64)])
     return embeddings, labels, skipped
 
 
@@ -184,36 +180,22 @@ def register_calibrate(app: typer.Typer) -> None:
     @app.command("calibrate")
     @_errors_as_json
     def calibrate(
-        people: Annotated[
-            Path | None, typer.Option("--people", help="One sub-folder of images per person.")
-        ] = None,
-        scores: Annotated[
-            Path | None, typer.Option("--scores", help="npz: impostor, genuine arrays.")
-        ] = None,
-        strangers: Annotated[
-            Path | None, typer.Option("--strangers", help="Folder of other people's faces.")
-        ] = None,
+        people: Annotated[Path | None, typer.Option("--people", help="One sub-folder of images per person.")] = None,
+        scores: Annotated[Path | None, typer.Option("--scores", help="npz: impostor, genuine arrays.")] = None,
+        strangers: Annotated[Path | None, typer.Option("--strangers", help="Folder of other people's faces.")] = None,
         n_strangers: Annotated[int, typer.Option("--n-strangers", min=1, help="Stranger images used.")] = 400,
         glob: Annotated[
             str,
-            typer.Option(
-                "--glob", help="Only strangers whose file name matches (UTKFace adults: '[2-9][0-9]_*')."
-            ),
+            typer.Option("--glob", help="Only strangers whose file name matches (UTKFace adults: '[2-9][0-9]_*')."),
         ] = "*",
         pad: Annotated[float, typer.Option("--pad", min=0, help="Border (fraction) before detection.")] = 0.0,
-        aligned: Annotated[
-            bool, typer.Option("--aligned", help="--people images are already aligned crops.")
-        ] = False,
+        aligned: Annotated[bool, typer.Option("--aligned", help="--people images are already aligned crops.")] = False,
         per_person: Annotated[int, typer.Option("--per-person", min=2, help="Images used per person.")] = 100,
         far: Annotated[float, typer.Option("--far", help="Target false-accept rate.")] = decide.DEFAULT_FAR,
         model: ModelOpt = None,
         gallery: GalleryOpt = None,
-        out: Annotated[
-            Path | None, typer.Option("--out", help="Card JSON (default: by model or gallery).")
-        ] = None,
-        allow_eval_data: Annotated[
-            bool, typer.Option("--allow-eval-data", help="Allow a pairs.txt folder.")
-        ] = False,
+        out: Annotated[Path | None, typer.Option("--out", help="Card JSON (default: by model or gallery).")] = None,
+        allow_eval_data: Annotated[bool, typer.Option("--allow-eval-data", help="Allow a pairs.txt folder.")] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Pick the threshold for a target FAR from labelled faces (never the LFW test pairs) and store it in
@@ -234,9 +216,7 @@ def register_calibrate(app: typer.Typer) -> None:
             dataset, skipped = str(scores), 0
         else:
             folders = [people] + ([strangers] if strangers else [])
-            if not allow_eval_data and any(
-                (p / "pairs.txt").exists() for f in folders for p in (f, f.parent)
-            ):
+            if not allow_eval_data and any((p / "pairs.txt").exists() for f in folders for p in (f, f.parent)):
                 raise DataError(
                     f"{people} looks like LFW (pairs.txt beside it): it is test data, never calibrate on it. "
                     "Use other identities, or --allow-eval-data if these people are not in the test pairs"

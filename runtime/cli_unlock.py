@@ -26,9 +26,7 @@ MODEL_HELP = "Model file (.onnx/.tflite) or asset name (default $SHRINKFACE_MODE
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (errors included).")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help=MODEL_HELP)]
 GalleryOpt = Annotated[Path | None, typer.Option("--gallery", help=GALLERY_HELP)]
-ThresholdOpt = Annotated[
-    float | None, typer.Option("--threshold", help="Override the model card's threshold.")
-]
+ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="Override the model card's threshold.")]
 ReduceOpt = Annotated[str, typer.Option("--reduce", help="Score over a person's templates: max or mean.")]
 
 
@@ -115,9 +113,7 @@ def register(app: typer.Typer) -> None:
         }
 
         def human() -> None:
-            console.print(
-                f"[green]enrolled[/green] {name}: {added} template(s) with {rec.card.name} in {path}"
-            )
+            console.print(f"[green]enrolled[/green] {name}: {added} template(s) with {rec.card.name} in {path}")
             for bad in rejected:
                 console.print(f"[yellow]skipped[/yellow] {bad['error']}")
 
@@ -126,9 +122,7 @@ def register(app: typer.Typer) -> None:
     @app.command("unlock")
     @_errors_as_json
     def unlock(
-        image: Annotated[
-            Path | None, typer.Argument(help="An image to check (or use --camera / --video).")
-        ] = None,
+        image: Annotated[Path | None, typer.Argument(help="An image to check (or use --camera / --video).")] = None,
         camera: Annotated[str | None, typer.Option("--camera", help="Camera index (or 'picamera').")] = None,
         video: Annotated[Path | None, typer.Option("--video", help="A video file.")] = None,
         name: Annotated[
@@ -138,21 +132,11 @@ def register(app: typer.Typer) -> None:
         gallery: GalleryOpt = None,
         threshold: ThresholdOpt = None,
         reduce: ReduceOpt = "max",
-        window: Annotated[
-            int, typer.Option("--window", min=1, help="Frames the camera decision looks at.")
-        ] = 5,
-        vote: Annotated[
-            str, typer.Option("--vote", help="Camera decision: mean score or majority.")
-        ] = "mean",
-        frames: Annotated[
-            int | None, typer.Option("--frames", min=1, help="Stop after this many frames.")
-        ] = None,
-        keep_going: Annotated[
-            bool, typer.Option("--keep-going", help="Do not stop at the first unlock.")
-        ] = False,
-        preview: Annotated[
-            bool, typer.Option("--preview", help="Show a window (needs OpenCV with GUI).")
-        ] = False,
+        window: Annotated[int, typer.Option("--window", min=1, help="Frames the camera decision looks at.")] = 5,
+        vote: Annotated[str, typer.Option("--vote", help="Camera decision: mean score or majority.")] = "mean",
+        frames: Annotated[int | None, typer.Option("--frames", min=1, help="Stop after this many frames.")] = None,
+        keep_going: Annotated[bool, typer.Option("--keep-going", help="Do not stop at the first unlock.")] = False,
+        preview: Annotated[bool, typer.Option("--preview", help="Show a window (needs OpenCV with GUI).")] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Unlock from an image, a camera or a video: exit 0 when accepted, 1 when rejected."""
@@ -183,13 +167,10 @@ def register(app: typer.Typer) -> None:
 
             def human() -> None:
                 if result.accepted:
-                    console.print(
-                        f"[green]unlocked[/green]: {result.name} (score {result.score:.3f} ≥ {thr:.3f})"
-                    )
+                    console.print(f"[green]unlocked[/green]: {result.name} (score {result.score:.3f} ≥ {thr:.3f})")
                 else:
                     console.print(
-                        f"[red]rejected[/red]: best match {result.candidate} "
-                        f"scored {result.score:.3f} < {thr:.3f}"
+                        f"[red]rejected[/red]: best match {result.candidate} scored {result.score:.3f} < {thr:.3f}"
                     )
 
             _emit(as_json, payload, human)
@@ -210,9 +191,7 @@ def register(app: typer.Typer) -> None:
             stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary.stage_ms().items())
             console.print(f"{len(summary.frames)} frames, {summary.fps:.1f} FPS ({stages})")
             when = "at the last frame" if keep_going else "in any window"
-            verdict = (
-                f"[green]unlocked[/green]: {who}" if who else f"[red]rejected[/red]: nobody accepted {when}"
-            )
+            verdict = f"[green]unlocked[/green]: {who}" if who else f"[red]rejected[/red]: nobody accepted {when}"
             console.print(verdict)
             if keep_going and summary.unlocked_by and not who:
                 console.print(f"(earlier frames had unlocked {summary.unlocked_by})")

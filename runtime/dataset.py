@@ -34,12 +34,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
+
 from shrinkface.runtime.align import TEMPLATES, align_face
 from shrinkface.runtime.assets import asset_path
 from shrinkface.runtime.detect import FaceDetector, Policy, select_face
 from shrinkface.runtime.errors import DataError, ShrinkfaceError
 from shrinkface.runtime.image import load_image
-from tqdm import tqdm
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MANIFEST = "manifest.jsonl"
@@ -55,7 +56,7 @@ class AlignSettings:
     size: int = 112
     pad: float = 0.0
     score: float = 0.6
-    policy: Policy = "largest"
+    policy: Policy = "central"  # datasets centre their subject (LFW labels the central face)
     template: str = "arcface_112"
 
     def __post_init__(self) -> None:

@@ -34,9 +34,7 @@ class TemplateSet:
     model_sha256: str = ""
 
     @classmethod
-    def from_owners(
-        cls, owners: Sequence[str], embeddings: np.ndarray, model_sha256: str = ""
-    ) -> TemplateSet:
+    def from_owners(cls, owners: Sequence[str], embeddings: np.ndarray, model_sha256: str = "") -> TemplateSet:
         """Group rows by owner name (stable: a person's templates keep their order)."""
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or len(emb) != len(owners) or len(emb) == 0:
@@ -46,9 +44,7 @@ class TemplateSet:
         starts = np.searchsorted(inverse[order], np.arange(len(names)))
         emb = emb[order]
         emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-        return cls(
-            tuple(str(n) for n in names), starts.astype(np.int64), np.ascontiguousarray(emb), model_sha256
-        )
+        return cls(tuple(str(n) for n in names), starts.astype(np.int64), np.ascontiguousarray(emb), model_sha256)
 
     @property
     def counts(self) -> np.ndarray:
@@ -68,9 +64,7 @@ def _queries(query: np.ndarray, dim: int) -> np.ndarray:
     q = np.asarray(query, dtype=np.float32)
     q = q[None] if q.ndim == 1 else q
     if q.ndim != 2 or q.shape[1] != dim:
-        raise GalleryError(
-            f"query embedding has shape {np.shape(query)}, the gallery's templates are {dim}-d"
-        )
+        raise GalleryError(f"query embedding has shape {np.shape(query)}, the gallery's templates are {dim}-d")
     norms = np.linalg.norm(q, axis=1, keepdims=True)
     if not np.all(np.isfinite(q)) or np.any(norms < 1e-6):
         raise GalleryError("query embedding is zero or not finite")
@@ -132,9 +126,7 @@ def identify(
     return Decision(name, score, float(threshold), templates.names[best], ranked)
 
 
-def verify(
-    templates: TemplateSet, query: np.ndarray, name: str, threshold: float, reduce: Reduce = "max"
-) -> Decision:
+def verify(templates: TemplateSet, query: np.ndarray, name: str, threshold: float, reduce: Reduce = "max") -> Decision:
     """1:1: does ``query`` match the claimed person ``name`` (their score ≥ ``threshold``)?"""
     i = templates.index(name)
     rows = slice(int(templates.starts[i]), int(templates.starts[i]) + int(templates.counts[i]))

@@ -13,6 +13,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+
 from shrinkface.runtime.errors import ManyFacesError, ModelError, NoFaceError
 
 Policy = Literal["largest", "central", "single"]
@@ -47,9 +48,7 @@ class FaceDetector:
         if not path.is_file():
             raise ModelError(f"face detector model {path} not found (run `shrinkface assets fetch`)")
         try:
-            self._yunet = cv2.FaceDetectorYN.create(
-                str(path), "", (320, 320), score_threshold, nms_threshold, top_k
-            )
+            self._yunet = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, top_k)
         except cv2.error as exc:
             raise ModelError(f"{path} is not a YuNet detector model OpenCV can load: {exc.err}") from exc
         self.path = path
@@ -83,9 +82,7 @@ class FaceDetector:
             corner = (row[0:2] + 0.5) / sxy - 0.5
             landmarks = (row[4:14].reshape(5, 2) + 0.5) / sxy - 0.5
             box = np.concatenate([corner, row[2:4] / sxy])
-            faces.append(
-                Face(box=box.astype(np.float32), landmarks=landmarks.astype(np.float32), score=float(row[14]))
-            )
+            faces.append(Face(box=box.astype(np.float32), landmarks=landmarks.astype(np.float32), score=float(row[14])))
         return sorted(faces, key=lambda f: -f.score)
 
     def detect_one(self, image_rgb: np.ndarray, policy: Policy = "largest") -> Face:

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from shrinkface.runtime.card import ModelCard
 from shrinkface.runtime.card_io import card_from_bytes, model_format, read_model_bytes
-from shrinkface.runtime.errors import AssetError, ModelCardError
+from shrinkface.runtime.errors import AssetError, ModelCardError, ModelError
 
 #: Largest batch handed to a model whose batch dimension is free.
 MAX_BATCH = 32
@@ -27,9 +28,7 @@ class Embedder(ABC):
 
     backend: str = ""
 
-    def __init__(
-        self, card: ModelCard, sha256: str, path: Path | None = None, batch: int | None = None
-    ) -> None:
+    def __init__(self, card: ModelCard, sha256: str, path: Path | None = None, batch: int | None = None) -> None:
         self.card = card
         self.sha256 = sha256
         self.path = path
@@ -55,9 +54,7 @@ class Embedder(ABC):
             crops = crops[None]
         height, width = self.card.input_size
         if crops.ndim != 4 or crops.shape[1:] != (height, width, 3):
-            raise ValueError(
-                f"{self.card.name} expects (N, {height}, {width}, 3) RGB crops, got {crops.shape}"
-            )
+            raise ValueError(f"{self.card.name} expects (N, {height}, {width}, 3) RGB crops, got {crops.shape}")
         if crops.dtype != np.uint8:
             raise ValueError(f"{self.card.name} expects uint8 crops (0–255), got {crops.dtype}")
         return crops
@@ -127,9 +124,7 @@ def check_io(
                 if all(d is None or d == w for d, w in zip(dims[1:], want[other], strict=True))
                 else ""
             )
-            problems.append(
-                f"the model input is {dims[1:]}{hint}, the card says {card.layout} {want[card.layout]}"
-            )
+            problems.append(f"the model input is {dims[1:]}{hint}, the card says {card.layout} {want[card.layout]}")
     if input_dtype != card.input_dtype:
         problems.append(f"the model input is {input_dtype}, the card says {card.input_dtype}")
     rest = list(output_shape)[1:]
@@ -156,8 +151,7 @@ def load_embedder(path: str | Path, card: ModelCard | None = None, threads: int 
         card = card_from_bytes(data, str(path))
     if card is None:
         raise ModelCardError(
-            f"{path} carries no shrinkface model card; pass card=… (a ModelCard) or export it with "
-            "`shrinkface export`"
+            f"{path} carries no shrinkface model card; pass card=… (a ModelCard) or export it with `shrinkface export`"
         )
     sha256 = hashlib.sha256(data).hexdigest()
     if kind == "onnx":
@@ -178,3 +172,17 @@ def load_asset_embedder(name: str, threads: int = 1) -> Embedder:
     if asset.card is None:
         raise AssetError(f"asset {name!r} ({asset.role}) is not a face embedder: it has no model card")
     return load_embedder(asset_path(name), card=asset.card, threads=threads)
+
+
+def resolve_embedder(spec: str, card: ModelCard | None = None, threads: int = 1) -> Embedder:
+    """``spec`` is a model file (.onnx/.tflite with a card, or ``card`` given) or an asset name (``faceplugin``…)."""
+    from shrinkface.runtime.assets import load_manifest
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return load_embedder(path, card=card, threads=threads)
+    if path.suffix.lower() in (".onnx", ".tflite") or "/" in spec:
+        raise ModelError(f"model file {spec} not found")
+    if spec in load_manifest():
+        return load_asset_embedder(spec, threads=threads)
+    raise ModelError(f"model {spec!r} is neither a model file nor an asset name (see `shrinkface assets list`)")

@@ -126,9 +126,7 @@ class Gallery:
         self.path = Path(path).expanduser() if path is not None else default_gallery_path()
         if not self.path.exists():
             if not create:
-                raise GalleryError(
-                    f"no gallery at {self.path}: enrol someone first (`shrinkface enroll NAME IMAGE…`)"
-                )
+                raise GalleryError(f"no gallery at {self.path}: enrol someone first (`shrinkface enroll NAME IMAGE…`)")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_file():
             raise GalleryError(f"gallery path {self.path} is not a file")
@@ -140,9 +138,7 @@ class Gallery:
         except sqlite3.DatabaseError as exc:
             if hasattr(self, "_db"):
                 self._db.close()
-            raise GalleryError(
-                f"{self.path} is not a usable shrinkface gallery (SQLite said: {exc})"
-            ) from exc
+            raise GalleryError(f"{self.path} is not a usable shrinkface gallery (SQLite said: {exc})") from exc
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -197,9 +193,7 @@ class Gallery:
         return result
 
     # -- writes ---------------------------------------------------------------------------------------------
-    def _person_id(
-        self, db: sqlite3.Connection, name: str, create: bool, created: str | None = None
-    ) -> int | None:
+    def _person_id(self, db: sqlite3.Connection, name: str, create: bool, created: str | None = None) -> int | None:
         row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
         if row is not None:
             return int(row[0])
@@ -208,9 +202,7 @@ class Gallery:
         cursor = db.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, created or _now()))
         return int(cursor.lastrowid)
 
-    def _insert(
-        self, db: sqlite3.Connection, person_id: int, item: NewTemplate, created: str, where: str
-    ) -> None:
+    def _insert(self, db: sqlite3.Connection, person_id: int, item: NewTemplate, created: str, where: str) -> None:
         vec = _unit(item.embedding, where)
         sha = _check_sha(item.model_sha256, where)
         row = db.execute("SELECT dim FROM templates WHERE model_sha256 = ? LIMIT 1", (sha,)).fetchone()

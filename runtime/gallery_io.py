@@ -50,10 +50,7 @@ def write_export(path: Path, rows: list[tuple[Any, ...]]) -> None:
                 fh,
                 header=np.array(json.dumps(header)),
                 embedding=emb,
-                **{
-                    k: np.array([r[k] for r in records])
-                    for k in ("name", "dim", "model_sha256", "created", "source")
-                },
+                **{k: np.array([r[k] for r in records]) for k in ("name", "dim", "model_sha256", "created", "source")},
                 person_created=np.array([r["person_created"] for r in records]),
                 quality=np.array([json.dumps(r["quality"], sort_keys=True) for r in records]),
             )
@@ -75,8 +72,7 @@ def read_export(path: Path) -> list[dict[str, Any]]:
                 header = json.loads(str(npz["header"]))
                 n = int(header.get("templates", -1))
                 cols = {
-                    k: npz[k]
-                    for k in ("name", "dim", "model_sha256", "created", "source", "quality", "person_created")
+                    k: npz[k] for k in ("name", "dim", "model_sha256", "created", "source", "quality", "person_created")
                 }
                 emb = npz["embedding"]
             records = [

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from shrinkface.runtime.errors import (
     CorruptImageError,
     EmptyImageError,
@@ -41,9 +42,7 @@ def _read_bytes(source: str | Path | bytes | bytearray | memoryview) -> tuple[by
 def _check_complete(data: bytes, name: str) -> None:
     """Catch truncated JPEG/PNG files, which some decoders return as partly grey images."""
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]:
-        raise TruncatedImageError(
-            f"{name}: JPEG data ends early (no end-of-image marker); the file is truncated"
-        )
+        raise TruncatedImageError(f"{name}: JPEG data ends early (no end-of-image marker); the file is truncated")
     if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
         raise TruncatedImageError(f"{name}: PNG data ends early (no IEND chunk); the file is truncated")
 
@@ -113,9 +112,7 @@ def load_image(source: str | Path | bytes | bytearray | memoryview) -> np.ndarra
     if img is None:
         raise CorruptImageError(f"{name}: not a decodable image (JPEG, PNG, BMP or WebP expected)")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
-        raise ImageTooLargeError(
-            f"{name}: {img.shape[1]}×{img.shape[0]} is over the {MAX_PIXELS}-pixel limit"
-        )
+        raise ImageTooLargeError(f"{name}: {img.shape[1]}×{img.shape[0]} is over the {MAX_PIXELS}-pixel limit")
     if min(img.shape[:2]) < 8:
         raise CorruptImageError(f"{name}: {img.shape[1]}×{img.shape[0]} is too small to hold a face")
     return _to_rgb8(img)

@@ -98,16 +98,12 @@ def parse_pairs_lines(lines: Iterable[str], source: str = "pairs.txt") -> LfwPai
     if len(header) == 1:
         header = ["1", header[0]]  # View-1 files (pairsDevTest.txt) carry only the per-fold count
     if len(header) != 2 or not all(t.isdigit() and int(t) > 0 for t in header):
-        raise DataError(
-            f"{source}:{line_no}: header must be '<folds> <pairs per kind>', got {' '.join(header)!r}"
-        )
+        raise DataError(f"{source}:{line_no}: header must be '<folds> <pairs per kind>', got {' '.join(header)!r}")
     n_folds, per_fold = int(header[0]), int(header[1])
     body = rows[1:]
     expected = n_folds * 2 * per_fold
     if len(body) != expected:
-        raise DataError(
-            f"{source}: header announces {n_folds}×2×{per_fold} = {expected} pairs, found {len(body)}"
-        )
+        raise DataError(f"{source}: header announces {n_folds}×2×{per_fold} = {expected} pairs, found {len(body)}")
     pairs: list[Pair] = []
     for k, (line_no, toks) in enumerate(body):
         where = f"{source}:{line_no}"
@@ -115,9 +111,7 @@ def parse_pairs_lines(lines: Iterable[str], source: str = "pairs.txt") -> LfwPai
         want_same = within < per_fold
         if len(toks) == 3:
             if not want_same:
-                raise DataError(
-                    f"{where}: expected a different-person line 'Name1 n1 Name2 n2', got a same line"
-                )
+                raise DataError(f"{where}: expected a different-person line 'Name1 n1 Name2 n2', got a same line")
             name = _name(toks[0], where)
             a, b = _number(toks[1], where), _number(toks[2], where)
             if a == b:
@@ -125,9 +119,7 @@ def parse_pairs_lines(lines: Iterable[str], source: str = "pairs.txt") -> LfwPai
             pairs.append(Pair(image_key(name, a), image_key(name, b), True, fold))
         elif len(toks) == 4:
             if want_same:
-                raise DataError(
-                    f"{where}: expected a same-person line 'Name n1 n2', got a different-person line"
-                )
+                raise DataError(f"{where}: expected a same-person line 'Name n1 n2', got a different-person line")
             n1, n2 = _name(toks[0], where), _name(toks[2], where)
             if n1 == n2:
                 raise DataError(f"{where}: a different-person pair names {n1} twice")
@@ -173,9 +165,7 @@ def list_images(images_dir: str | Path) -> list[str]:
     root = Path(images_dir)
     if not root.is_dir():
         raise DataError(f"{root}: LFW images folder not found")
-    keys = sorted(
-        f"{p.parent.name}/{p.name}" for p in root.glob("*/*.jpg") if p.name.startswith(p.parent.name)
-    )
+    keys = sorted(f"{p.parent.name}/{p.name}" for p in root.glob("*/*.jpg") if p.name.startswith(p.parent.name))
     if not keys:
         raise DataError(f"{root}: no Name/Name_NNNN.jpg images found")
     return keys

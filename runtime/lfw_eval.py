@@ -20,7 +20,7 @@ import numpy as np
 
 from shrinkface.runtime import lfw
 from shrinkface.runtime.allvsall import all_vs_all_roc, ensemble_embeddings
-from shrinkface.runtime.embed import Embedder, load_asset_embedder, load_embedder
+from shrinkface.runtime.embed import Embedder, resolve_embedder
 from shrinkface.runtime.errors import DataError, ModelCardError, ModelError
 from shrinkface.runtime.metrics import KFoldResult, ensemble_scores, kfold_accuracy, pair_roc
 from shrinkface.runtime.report import summarise
@@ -79,20 +79,6 @@ def check_crops_fit(index: CropIndex, embedder: Embedder) -> None:
         raise ModelCardError(f"{card.name} uses another alignment template than the aligned folder")
 
 
-def resolve_embedder(spec: str, threads: int = 1) -> Embedder:
-    """``spec`` is a model file (.onnx/.tflite with a card) or an asset name (``sface``, ``faceplugin`` …)."""
-    from shrinkface.runtime.assets import load_manifest
-
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return load_embedder(path, threads=threads)
-    if spec in load_manifest():
-        return load_asset_embedder(spec, threads=threads)
-    raise ModelError(
-        f"--model {spec!r} is neither a model file nor an asset name (see `shrinkface assets list`)"
-    )
-
-
 def read_crops(paths: Sequence[Path], size: int) -> np.ndarray:
     """(N, size, size, 3) RGB uint8 crops."""
     import cv2
@@ -101,9 +87,7 @@ def read_crops(paths: Sequence[Path], size: int) -> np.ndarray:
     for i, p in enumerate(paths):
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None or img.shape[:2] != (size, size):
-            raise DataError(
-                f"{p}: unreadable or not a {size}×{size} aligned crop; re-run `shrinkface data align`"
-            )
+            raise DataError(f"{p}: unreadable or not a {size}×{size} aligned crop; re-run `shrinkface data align`")
         out[i] = img[..., ::-1]
     return out
 
@@ -247,9 +231,7 @@ def evaluate_lfw(
     for label, spec in zip(_labels(models), models, strict=True):
         embedder = resolve_embedder(spec)
         check_crops_fit(index, embedder)
-        emb = _cached_embeddings(
-            Path(cache) if cache else None, spec, embedder, keys, index, flip, workers, progress
-        )
+        emb = _cached_embeddings(Path(cache) if cache else None, spec, embedder, keys, index, flip, workers, progress)
         scores, pair_valid = pair_scores(pairs, keys, emb)
         per_model_scores.append(scores)
         embs.append(emb)

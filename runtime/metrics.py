@@ -223,9 +223,7 @@ def ensemble_scores(score_arrays: Sequence[np.ndarray]) -> np.ndarray:
     arrays = [np.asarray(s, dtype=np.float64) for s in score_arrays]
     shape = arrays[0].shape
     if any(a.shape != shape or a.ndim != 1 for a in arrays):
-        raise ValueError(
-            f"all score arrays must be 1-D with the same length, got {[a.shape for a in arrays]}"
-        )
+        raise ValueError(f"all score arrays must be 1-D with the same length, got {[a.shape for a in arrays]}")
     total = np.zeros(shape)
     for a in arrays:
         mean, std = zscore_stats(a)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from shrinkface.runtime.card import ModelCard
 from shrinkface.runtime.card_io import strip_initializer_inputs
 from shrinkface.runtime.embed import Embedder, check_io
@@ -40,9 +41,7 @@ class OnnxEmbedder(Embedder):
         try:
             import onnxruntime as ort
         except ModuleNotFoundError as exc:  # pragma: no cover - the runtime extra installs it
-            raise ModelError(
-                "running .onnx models needs onnxruntime: pip install 'shrinkface[runtime]'"
-            ) from exc
+            raise ModelError("running .onnx models needs onnxruntime: pip install 'shrinkface[runtime]'") from exc
         source = str(path) if path else "<onnx bytes>"
         missing = [p for p in providers if p not in ort.get_available_providers()]
         if missing:
@@ -74,9 +73,7 @@ class OnnxEmbedder(Embedder):
         self.threads = threads
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
-            raise ModelError(
-                f"{source} needs {len(inputs)} inputs ({[i.name for i in inputs]}); an embedder has one"
-            )
+            raise ModelError(f"{source} needs {len(inputs)} inputs ({[i.name for i in inputs]}); an embedder has one")
         self._input, self._output = inputs[0].name, outputs[0].name
         dtype = _ORT_TYPES.get(inputs[0].type, inputs[0].type)
         batch = check_io(card, _dims(inputs[0].shape), dtype, _dims(outputs[0].shape), source)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from shrinkface.runtime.align import align_face
 from shrinkface.runtime.detect import Face, FaceDetector, Policy
 from shrinkface.runtime.embed import Embedder, load_asset_embedder
@@ -32,9 +33,7 @@ class FacePipeline:
         self.timings: dict[str, float] = {}
 
     @classmethod
-    def from_assets(
-        cls, embedder: str = "faceplugin", policy: Policy = "largest", threads: int = 1
-    ) -> FacePipeline:
+    def from_assets(cls, embedder: str = "faceplugin", policy: Policy = "largest", threads: int = 1) -> FacePipeline:
         """YuNet plus a teacher from the asset manifest."""
         from shrinkface.runtime.assets import asset_path
 

@@ -64,9 +64,7 @@ class QualityReport:
         if self.box < policy.min_box:
             out.append(f"face too small: {self.box:.0f} px box (need ≥ {policy.min_box:.0f})")
         if self.blur < policy.min_blur:
-            out.append(
-                f"image too blurred: sharpness {self.blur:.0f} (need ≥ {policy.min_blur:.0f}); hold still"
-            )
+            out.append(f"image too blurred: sharpness {self.blur:.0f} (need ≥ {policy.min_blur:.0f}); hold still")
         if abs(self.yaw) > policy.max_yaw:
             side = "right" if self.yaw > 0 else "left"
             out.append(
@@ -74,9 +72,7 @@ class QualityReport:
                 "look straight at the camera"
             )
         if abs(self.roll) > policy.max_roll:
-            out.append(
-                f"head tilted {self.roll:+.0f}° (limit ±{policy.max_roll:.0f}°); hold your head upright"
-            )
+            out.append(f"head tilted {self.roll:+.0f}° (limit ±{policy.max_roll:.0f}°); hold your head upright")
         if self.score < policy.min_score:
             out.append(f"unclear face: detector confidence {self.score:.2f} (need ≥ {policy.min_score:.2f})")
         return out

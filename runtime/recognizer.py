@@ -28,17 +28,13 @@ DEFAULT_MODEL = "faceplugin"
 
 @functools.lru_cache(maxsize=8)
 def _embedder(model: str) -> Any:
-    from shrinkface.runtime.embed import load_asset_embedder, load_embedder
+    from shrinkface.runtime.embed import resolve_embedder
 
     path = Path(model).expanduser()
-    if path.is_file():
-        sidecar = path.with_name(path.name + ".card.json")
-        card = load_card(sidecar) if sidecar.is_file() else None  # checked against the file's sha below
-        return load_embedder(path, card=card)
-    if path.suffix.lower() in (".onnx", ".tflite") or os.sep in model:
-        raise ModelError(f"model file {model} not found")
+    sidecar = path.with_name(path.name + ".card.json")
+    card = load_card(sidecar) if path.is_file() and sidecar.is_file() else None  # checked against the sha below
     try:
-        return load_asset_embedder(model)
+        return resolve_embedder(model, card=card)
     except AssetError as exc:
         raise ModelError(f"--model {model!r} is neither a model file nor a usable asset: {exc}") from exc
 

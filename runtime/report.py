@@ -118,8 +118,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     failed = report.get("failed_images", [])
     notes.append(
-        f"- Images without an aligned face: {len(failed)} (their pairs count as errors / rejections, "
-        "never dropped)."
+        f"- Images without an aligned face: {len(failed)} (their pairs count as errors / rejections, never dropped)."
     )
     if info.get("command"):
         notes.append(f"- Command: `{info['command']}`")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from shrinkface.runtime.card import ModelCard
 from shrinkface.runtime.embed import Embedder, check_io
 from shrinkface.runtime.errors import ModelCardError, ModelError
@@ -30,9 +31,7 @@ def _quant(detail: dict[str, Any]) -> tuple[float, int]:
     return float(scale), int(zero_point)
 
 
-def _check_quant(
-    card: ModelCard, detail: dict[str, Any], which: str, scale: float | None, zp: int | None
-) -> None:
+def _check_quant(card: ModelCard, detail: dict[str, Any], which: str, scale: float | None, zp: int | None) -> None:
     if np.dtype(detail["dtype"]).kind not in "iu":
         return
     own_scale, own_zp = _quant(detail)
@@ -54,15 +53,11 @@ class TFLiteEmbedder(Embedder):
 
     backend = "litert"
 
-    def __init__(
-        self, model: bytes, card: ModelCard, sha256: str, path: Path | None = None, threads: int = 1
-    ) -> None:
+    def __init__(self, model: bytes, card: ModelCard, sha256: str, path: Path | None = None, threads: int = 1) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ModuleNotFoundError as exc:  # pragma: no cover - the runtime extra installs it
-            raise ModelError(
-                "running .tflite models needs ai-edge-litert: pip install 'shrinkface[runtime]'"
-            ) from exc
+            raise ModelError("running .tflite models needs ai-edge-litert: pip install 'shrinkface[runtime]'") from exc
         source = str(path) if path else "<tflite bytes>"
         try:
             self.interpreter = Interpreter(model_content=model, num_threads=threads)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from skimage.transform import SimilarityTransform
+
 from shrinkface.runtime.align import ARCFACE_112, align_face, similarity_transform, transform_points
 from shrinkface.runtime.image import load_image
-from skimage.transform import SimilarityTransform
 
 FACES = [
     ("Aaron_Peirsol", 1),
@@ -87,9 +88,7 @@ def test_residual_is_the_least_squares_optimum_and_small(faces):
 def test_exact_fit_when_an_exact_similarity_exists(faces):
     _, landmarks = faces[0]
     angle, scale, shift = np.deg2rad(17.0), 0.61, np.array([-23.5, 41.25])
-    true = np.array(
-        [[scale * np.cos(angle), -scale * np.sin(angle)], [scale * np.sin(angle), scale * np.cos(angle)]]
-    )
+    true = np.array([[scale * np.cos(angle), -scale * np.sin(angle)], [scale * np.sin(angle), scale * np.cos(angle)]])
     target = landmarks @ true.T + shift
     matrix = similarity_transform(landmarks, target)
     np.testing.assert_allclose(matrix[:, :2], true, atol=1e-9)

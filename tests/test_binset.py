@@ -52,9 +52,7 @@ def _py2_pickle(blobs: list[bytes], flags: list[bool]) -> bytes:
     out = b"\x80\x02]("  # PROTO 2, EMPTY_LIST, MARK
     for b in blobs:
         out += b"T" + struct.pack("<I", len(b)) + b  # BINSTRING
-    out += (
-        b"e](" + b"".join(b"\x88" if f else b"\x89" for f in flags) + b"e\x86."
-    )  # APPENDS, bools, TUPLE2, STOP
+    out += b"e](" + b"".join(b"\x88" if f else b"\x89" for f in flags) + b"e\x86."  # APPENDS, bools, TUPLE2, STOP
     return out
 
 

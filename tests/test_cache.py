@@ -38,9 +38,7 @@ def direct(embedder, files: list[Path]) -> np.ndarray:
     out = []
     for f in files:
         crop = cv2.imread(str(f))[..., ::-1]
-        out.append(
-            [embedder.embed(crop[None])[0], embedder.embed(np.ascontiguousarray(crop[:, ::-1])[None])[0]]
-        )
+        out.append([embedder.embed(crop[None])[0], embedder.embed(np.ascontiguousarray(crop[:, ::-1])[None])[0]])
     return np.asarray(out, np.float32)
 
 
@@ -61,9 +59,7 @@ class Counting:
 
 
 def _cache(root: Path, embedder, fp: str | None = None) -> TeacherCache:
-    return TeacherCache(
-        root, TEACHER, fp or fingerprint(embedder.sha256, embedder.card), embedder.card.embedding_size
-    )
+    return TeacherCache(root, TEACHER, fp or fingerprint(embedder.sha256, embedder.card), embedder.card.embedding_size)
 
 
 def test_cached_values_equal_the_embedder_for_crop_and_mirror(tmp_path, embedder, files, direct) -> None:

@@ -14,6 +14,7 @@ import onnxruntime as ort
 import pytest
 from ai_edge_litert import schema_py_generated as tfl
 from ai_edge_litert.interpreter import Interpreter
+
 from shrinkface.runtime import card_io
 from shrinkface.runtime.card import CARD_KEY, ModelCard
 from shrinkface.runtime.errors import ModelCardError, ModelError
@@ -86,9 +87,7 @@ def test_onnx_writer_accepts_a_model_proto(tmp_path: Path, asset_file) -> None:
     assert card_io.read_card(path) == CARD
 
 
-@pytest.mark.parametrize(
-    "value", ["{not json", '{"name": "x", "embedding_size": 8, "colour": "blue"}', "[1, 2]"]
-)
+@pytest.mark.parametrize("value", ["{not json", '{"name": "x", "embedding_size": 8, "colour": "blue"}', "[1, 2]"])
 def test_corrupt_onnx_card_raises(tmp_path: Path, asset_file, value: str) -> None:
     onnx = pytest.importorskip("onnx")
     model = onnx.load(str(asset_file("faceplugin")))
@@ -100,9 +99,7 @@ def test_corrupt_onnx_card_raises(tmp_path: Path, asset_file, value: str) -> Non
         card_io.read_card(path)
 
 
-def test_tflite_round_trip_keeps_outputs_identical(
-    tmp_path: Path, asset_file, glint_crops: np.ndarray
-) -> None:
+def test_tflite_round_trip_keeps_outputs_identical(tmp_path: Path, asset_file, glint_crops: np.ndarray) -> None:
     original = asset_file("expo_mobilefacenet").read_bytes()
     assert card_io.card_from_bytes(original) is None
     card = ModelCard(name="expo", embedding_size=192, layout="NHWC", std=(128.0,) * 3, fixed_batch=2)
@@ -125,9 +122,7 @@ def test_tflite_round_trip_keeps_outputs_identical(
 
 
 def test_corrupt_tflite_card_raises(asset_file) -> None:
-    data = card_io.write_metadata_tflite(
-        asset_file("expo_mobilefacenet").read_bytes(), CARD_KEY, b"\xff\x00oops"
-    )
+    data = card_io.write_metadata_tflite(asset_file("expo_mobilefacenet").read_bytes(), CARD_KEY, b"\xff\x00oops")
     with pytest.raises(ModelCardError, match="corrupt"):
         card_io.card_from_bytes(data)
 

@@ -46,9 +46,7 @@ def mini(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path) -> dict:
 
 
 def test_evaluate_lfw_counts_failed_pairs_as_wrong(mini: dict) -> None:
-    report = lfw_eval.evaluate_lfw(
-        ["faceplugin"], mini["root"] / "lfw", mini["aligned"], flip=False, progress=False
-    )
+    report = lfw_eval.evaluate_lfw(["faceplugin"], mini["root"] / "lfw", mini["aligned"], flip=False, progress=False)
     pairs = mini["pairs"]
     uses_broken = [mini["broken"] in (p.left, p.right) for p in pairs.pairs]
     assert sum(uses_broken) == 2  # Akhmed_Zakayev 1 3 and 2 3

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import typer
+from typer.testing import CliRunner
+
 from shrinkface.runtime import cli, cli_data
 from shrinkface.runtime.align import ARCFACE_112, align_face
 from shrinkface.runtime.dataset import (
@@ -22,7 +24,6 @@ from shrinkface.runtime.dataset import (
 )
 from shrinkface.runtime.errors import DataError, ModelError
 from shrinkface.runtime.image import load_image
-from typer.testing import CliRunner
 
 PEOPLE = ["Al_Gore", "Amelia_Vega", "Ben_Affleck"]  # 8 + 7 + 7 real LFW images
 BAD = {
@@ -135,9 +136,7 @@ def test_interrupted_run_is_finished_by_a_rerun(src_dir, aligned, tmp_path):
     records = _manifest_lines(dst)  # every line parses again
     assert len({r["src"] for r in records}) == 25
     for record in (cut, lost_crop):
-        np.testing.assert_array_equal(
-            load_image(dst / record["crop"]), load_image(aligned[0] / record["crop"])
-        )
+        np.testing.assert_array_equal(load_image(dst / record["crop"]), load_image(aligned[0] / record["crop"]))
     assert len(load_aligned_manifest(dst)) == 22
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from shrinkface.runtime.detect import Face, FaceDetector, select_face
 from shrinkface.runtime.errors import ExitCode, ManyFacesError, ModelError, NoFaceError
 from shrinkface.runtime.image import load_image
@@ -21,9 +22,7 @@ def lfw(lfw_image):
 
 def _inside(points: np.ndarray, box: np.ndarray) -> bool:
     x, y, w, h = box
-    return bool(
-        ((points[:, 0] >= x) & (points[:, 0] <= x + w) & (points[:, 1] >= y) & (points[:, 1] <= y + h)).all()
-    )
+    return bool(((points[:, 0] >= x) & (points[:, 0] <= x + w) & (points[:, 1] >= y) & (points[:, 1] <= y + h)).all())
 
 
 @pytest.mark.parametrize(("name", "number"), ONE_FACE)

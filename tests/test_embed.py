@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from ai_edge_litert.interpreter import Interpreter
+
 from shrinkface.runtime.align import ARCFACE_112, align_face
 from shrinkface.runtime.assets import get_asset
 from shrinkface.runtime.card_io import write_card_onnx
@@ -121,9 +122,7 @@ def test_tflite_fixed_batch_padding_matches_a_direct_run(embedders, crops, asset
     interpreter.allocate_tensors()
     direct = []
     for pair in (batch[:2], batch[[2, 2]]):
-        interpreter.set_tensor(
-            interpreter.get_input_details()[0]["index"], HAND_PREPROCESS["expo_mobilefacenet"](pair)
-        )
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], HAND_PREPROCESS["expo_mobilefacenet"](pair))
         interpreter.invoke()
         direct.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy())
     raw = np.concatenate(direct)[:3]
@@ -156,9 +155,7 @@ def test_card_in_file_is_used_and_sha256_reported(tmp_path: Path, asset_file) ->
 def test_cardless_file_raises_model_card_error(tmp_path: Path, asset_file) -> None:
     path = tmp_path / "plain.onnx"
     shutil.copy(asset_file("faceplugin"), path)
-    with pytest.raises(
-        ModelCardError, match=r"carries no shrinkface model card; pass card=.*shrinkface export"
-    ):
+    with pytest.raises(ModelCardError, match=r"carries no shrinkface model card; pass card=.*shrinkface export"):
         load_embedder(path)
 
 
@@ -186,9 +183,7 @@ def test_wrong_files_raise_model_error(tmp_path: Path, asset_file, lfw_image) ->
     jpeg = tmp_path / "face.onnx"
     shutil.copy(lfw_image("Abel_Pacheco", 1), jpeg)
     truncated = tmp_path / "cut.tflite"
-    truncated.write_bytes(
-        asset_file("expo_mobilefacenet").read_bytes()[:-10]
-    )  # tail cut: only LiteRT sees it
+    truncated.write_bytes(asset_file("expo_mobilefacenet").read_bytes()[:-10])  # tail cut: only LiteRT sees it
     card = get_asset("expo_mobilefacenet").card
     for path in (jpeg, truncated, tmp_path / "missing.tflite"):
         with pytest.raises(ModelError) as info:

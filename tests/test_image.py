@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+
 from shrinkface.runtime import image as image_mod
 from shrinkface.runtime.errors import (
     CorruptImageError,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shrinkface.runtime.align import ARCFACE_112, align_face
 from shrinkface.runtime.embed import load_asset_embedder
 from shrinkface.runtime.errors import CorruptImageError, ImageError, NoFaceError

@@ -10,10 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from shrinkface.runtime.card import ModelCard  # noqa: E402
-from shrinkface.train.students import STUDENTS, FaceStudent, StudentConfigError, build_student  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from shrinkface.runtime.card import ModelCard  # noqa: E402
+from shrinkface.train.students import STUDENTS, FaceStudent, StudentConfigError, build_student  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

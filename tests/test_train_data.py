@@ -114,9 +114,7 @@ def test_unlabelled_rows_get_minus_one_or_pseudo_classes(tmp_path: Path, glint: 
     flat.mkdir()
     for p in sorted((glint / "Mark_Ruffalo").glob("*.jpg"))[:4]:
         shutil.copy(p, flat / p.name)
-    labelled = _class_tree(
-        tmp_path / "lab", glint, {"Barack_Obama": "Barack_Obama", "Hugh_Laurie": "Hugh_Laurie"}, 2
-    )
+    labelled = _class_tree(tmp_path / "lab", glint, {"Barack_Obama": "Barack_Obama", "Hugh_Laurie": "Hugh_Laurie"}, 2)
     sources = [SourceConfig(str(labelled)), SourceConfig(str(flat), kind="unlabelled")]
     ts = scan_training_set(DataConfig(sources=sources, pairs=None))
     assert list(ts.labels) == [0, 0, 1, 1, -1, -1, -1, -1]
@@ -197,9 +195,7 @@ def test_batches_pair_mirrored_crops_with_mirrored_teacher_embeddings(tmp_path: 
         assert np.array_equal(batch["images"][j].numpy(), raw[i, :, ::-1] if flags[j] else raw[i])
 
 
-def test_loader_is_identical_with_or_without_workers_and_resumes_mid_epoch(
-    tmp_path: Path, glint: Path
-) -> None:
+def test_loader_is_identical_with_or_without_workers_and_resumes_mid_epoch(tmp_path: Path, glint: Path) -> None:
     files = sorted((glint / "Hugh_Laurie").glob("*.jpg"))[:40]
     pack = build_crop_pack(files, [f"h{i}" for i in range(40)], tmp_path)
     ds = BatchDataset(pack, np.arange(40), {}, AugmentConfig())

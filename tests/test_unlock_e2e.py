@@ -44,9 +44,7 @@ def _state(path: Path) -> tuple[bytes, list[tuple]]:
     """The gallery file's bytes and all rows (read with plain sqlite3)."""
     data = path.read_bytes()
     with sqlite3.connect(path) as db:
-        rows = (
-            db.execute("SELECT * FROM people").fetchall() + db.execute("SELECT * FROM templates").fetchall()
-        )
+        rows = db.execute("SELECT * FROM people").fetchall() + db.execute("SELECT * FROM templates").fetchall()
     return data, rows
 
 
@@ -171,9 +169,7 @@ def test_calibrate_writes_the_card_that_unlock_uses(gallery, tmp_path, data_dir,
     rng = np.random.default_rng(0)
     impostor, genuine = rng.normal(0.05, 0.1, 60_000), rng.normal(0.6, 0.1, 500)
     np.savez(tmp_path / "scores.npz", impostor=impostor, genuine=genuine)
-    code, out = _cli(
-        ["calibrate", "--scores", tmp_path / "scores.npz", "--gallery", gallery, "--json"], capsys
-    )
+    code, out = _cli(["calibrate", "--scores", tmp_path / "scores.npz", "--gallery", gallery, "--json"], capsys)
     result = json.loads(out)
     # independent: with 60,000 scores, FAR 1/50,000 allows one false accept → just above the 2nd highest
     expected = float(np.nextafter(np.sort(impostor)[-2], np.inf))
@@ -213,9 +209,7 @@ def test_installed_command_exit_codes(enrolled, lfw_image, tmp_path) -> None:
     env = {**os.environ, "SHRINKFACE_MODEL": "faceplugin"}
 
     def run(*args: object) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(exe), *map(str, args)], capture_output=True, text=True, env=env, timeout=120
-        )
+        return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
 
     accepted = run("unlock", lfw_image("Tony_Blair", 6), "--gallery", enrolled, "--name", "Tony_Blair")
     assert accepted.returncode == 0 and "unlocked" in accepted.stdout

@@ -164,9 +164,7 @@ def test_pair_roc_agrees_with_sklearn() -> None:
     for far in (0.001, 0.01, 0.1, 0.5):
         (res,) = tar_at_far(roc, [far])
         gen, imp = scores[issame], scores[~issame]
-        best = max(
-            np.mean(gen >= t) for t in np.r_[np.inf, np.unique(scores)] if np.sum(imp >= t) <= far * imp.size
-        )
+        best = max(np.mean(gen >= t) for t in np.r_[np.inf, np.unique(scores)] if np.sum(imp >= t) <= far * imp.size)
         assert res.tar == pytest.approx(best)
         assert np.mean(imp >= res.threshold) == pytest.approx(res.far_actual) and res.far_actual <= far
         assert np.mean(gen >= res.threshold) == pytest.approx(res.tar)
@@ -211,9 +209,7 @@ def test_all_vs_all_matches_brute_force(with_invalid: bool) -> None:
         fpr, tpr, _ = roc_curve(same, scores, drop_intermediate=False)
         fps, tps = np.rint(fpr * roc.n_neg).astype(int), np.rint(tpr * roc.n_pos).astype(int)
         sk = set(zip(fps.tolist(), tps.tolist(), strict=True))
-        assert (
-            set(zip(roc.fp.tolist(), roc.tp.tolist(), strict=True)) <= sk
-        )  # all points are on sklearn's curve
+        assert set(zip(roc.fp.tolist(), roc.tp.tolist(), strict=True)) <= sk  # all points are on sklearn's curve
     cands = np.r_[np.inf, np.unique(scores[finite])]
     for far in (1e-3, 1e-2, 0.05, 0.2):
         (res,) = tar_at_far(roc, [far])

@@ -35,4 +35,6 @@ def test_warm_start_matches_onnxruntime(data_dir: Path, asset_file) -> None:
 
 def test_warm_start_refuses_wrong_student(asset_file) -> None:
     with pytest.raises(ModelError, match="embedding_size=512"):
-        warm_start_from_onnx(build_student("mobilefacenet", embedding_size=512, activation="relu"), asset_file("faceplugin"))
+        warm_start_from_onnx(
+            build_student("mobilefacenet", embedding_size=512, activation="relu"), asset_file("faceplugin")
+        )

@@ -52,9 +52,7 @@ def register(app: typer.Typer) -> None:
     @group.command("run")
     def run(
         config: Annotated[Path, typer.Argument(help="Experiment YAML (configs/*.yaml).")],
-        overrides: Annotated[
-            list[str] | None, typer.Option("--set", help="Override a key: optim.lr=0.01")
-        ] = None,
+        overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a key: optim.lr=0.01")] = None,
         device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (overrides the config).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue the run from its last checkpoint.")] = False,
         stop_at: Annotated[int | None, typer.Option(help="Pause (checkpoint and exit) at this step.")] = None,
@@ -80,9 +78,7 @@ def register(app: typer.Typer) -> None:
     def cache(
         config: Annotated[Path, typer.Argument(help="Experiment YAML.")],
         overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config key.")] = None,
-        processes: Annotated[
-            int | None, typer.Option(help="Worker processes (default data.cache_processes).")
-        ] = None,
+        processes: Annotated[int | None, typer.Option(help="Worker processes (default data.cache_processes).")] = None,
     ) -> None:
         """Pack the training crops and embed them (and their mirrors) with every teacher; resumable."""
         from shrinkface.train.prepare import prepare

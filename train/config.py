@@ -67,6 +67,19 @@ class StudentConfig:
     embedding_size: int = 128
     width: float = 1.0
     activation: str = "prelu"
+    #: Start from a pretrained MobileFaceNet-class ONNX model (asset name or path; see train/warmstart.py).
+    warm_start: str | None = None
+    #: Keep BatchNorm running statistics fixed (use with warm_start: the folded statistics stay valid).
+    freeze_bn: bool = False
+
+    def build_args(self) -> dict[str, Any]:
+        """The ``build_student`` keyword arguments (everything but ``warm_start``)."""
+        return {
+            "arch": self.arch,
+            "embedding_size": self.embedding_size,
+            "width": self.width,
+            "activation": self.activation,
+        }
 
 
 @dataclass
@@ -152,9 +165,7 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     channels_last: bool = True
     amp: bool = False  # bf16 autocast (CUDA; on CPU only where it helps)
-    init_from: str | None = (
-        None  # a checkpoint whose student (and same-named objective) weights start this run
-    )
+    init_from: str | None = None  # a checkpoint whose student (and same-named objective) weights start this run
     init_map: dict[str, str] = field(default_factory=dict)  # objective key ← key in init_from's objective
     output_dir: str = "runs"  # the run folder is <output_dir>/<name>
     cache_dir: str | None = None  # teacher cache and crop packs (default: $SHRINKFACE_CACHE)

@@ -128,9 +128,7 @@ def scan_training_set(cfg: DataConfig, progress: bool = False) -> TrainingSet:
         if records is not None:
             for identity, crop in records:
                 if identity is None:
-                    raise DataError(
-                        f"{root}: {crop} is not inside an <identity>/ folder (use kind: unlabelled)"
-                    )
+                    raise DataError(f"{root}: {crop} is not inside an <identity>/ folder (use kind: unlabelled)")
                 grouped.setdefault(identity, []).append(crop)
         else:
             grouped = {d.name: _images_in(d, recursive=False) for d in sorted(root.iterdir()) if d.is_dir()}
@@ -214,9 +212,7 @@ def build_crop_pack(paths: Sequence[Path], keys: Sequence[str], cache: Path, pro
     tmp = target.with_suffix(f".tmp{np.random.randint(1 << 30)}.npy")
     pack = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *CROP_SHAPE))
     try:
-        for i, p in enumerate(
-            tqdm(paths, desc="packing crops", unit="img", disable=not progress, leave=False)
-        ):
+        for i, p in enumerate(tqdm(paths, desc="packing crops", unit="img", disable=not progress, leave=False)):
             pack[i] = decode_crop(Path(p))
         pack.flush()
         del pack

@@ -63,9 +63,7 @@ class LfwEvaluator:
 
     def __init__(self, cfg: EvalConfig, device: torch.device, channels_last: bool = True) -> None:
         if cfg.lfw_aligned is None:
-            raise ConfigError(
-                "eval.lfw_aligned is not set: align LFW with `shrinkface data align` and point to it"
-            )
+            raise ConfigError("eval.lfw_aligned is not set: align LFW with `shrinkface data align` and point to it")
         self.cfg, self.device, self.channels_last = cfg, device, channels_last
         self.pairs = subset_pairs(lfw.parse_pairs(expand_path(cfg.pairs)), cfg.max_pairs)
         self.keys = self.pairs.image_keys
@@ -76,9 +74,7 @@ class LfwEvaluator:
 
     def __call__(self, student: torch.nn.Module) -> dict[str, Any]:
         t0 = time.perf_counter()
-        emb = embed_crops(
-            student, self.crops, self.device, self.cfg.batch_size, self.cfg.flip, self.channels_last
-        )
+        emb = embed_crops(student, self.crops, self.device, self.cfg.batch_size, self.cfg.flip, self.channels_last)
         full = np.full((len(self.keys), emb.shape[1]), np.nan, np.float32)
         full[self.have] = emb
         result = lfw_accuracy(self.pairs, self.keys, full)

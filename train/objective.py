@@ -103,17 +103,13 @@ class AdlTerm(Term):
                 {"concat": L.AngularDistillation.for_dims(dim, sum(t.dim for t in teachers), squared)}
             )
         else:
-            self.adl = nn.ModuleDict(
-                {t.name: L.AngularDistillation.for_dims(dim, t.dim, squared) for t in teachers}
-            )
+            self.adl = nn.ModuleDict({t.name: L.AngularDistillation.for_dims(dim, t.dim, squared) for t in teachers})
 
     def forward(self, view: BatchView) -> torch.Tensor:
         ts = [view.targets[n] for n in self.names]
         if self.mode == "concat":
             return self.adl["concat"](view.embedding, L.concat_teachers(ts, self.weights))
-        return sum(
-            w * self.adl[n](view.embedding, t) for n, w, t in zip(self.names, self.weights, ts, strict=True)
-        )
+        return sum(w * self.adl[n](view.embedding, t) for n, w, t in zip(self.names, self.weights, ts, strict=True))
 
 
 class SampleDistributionTerm(Term):
@@ -161,8 +157,7 @@ class IntermediateTerm(Term):
 
     def forward(self, view: BatchView) -> torch.Tensor:
         return sum(
-            w * self.loss[n](view.student, view.features[n])
-            for n, w in zip(self.names, self.weights, strict=True)
+            w * self.loss[n](view.student, view.features[n]) for n, w in zip(self.names, self.weights, strict=True)
         )
 
 
@@ -216,9 +211,7 @@ class NeuronMimicTerm(Term):
         self.names, self.weights = [t.name for t in teachers], ensemble_weights(teachers)
         keep = labels >= 0
         feats = self._join([torch.from_numpy(cached[n][keep]) for n in self.names]).numpy()
-        selection = L.NeuronSelection.fit(
-            feats, labels[keep], int(p.get("k", 128)), float(p.get("corr_bound", 0.5))
-        )
+        selection = L.NeuronSelection.fit(feats, labels[keep], int(p.get("k", 128)), float(p.get("corr_bound", 0.5)))
         self.loss = L.NeuronMimic(dim, selection)
 
     def _join(self, ts: list[torch.Tensor]) -> torch.Tensor:

@@ -68,10 +68,13 @@ def _resolve(asset: str) -> tuple[Path, ModelCard | None]:
         return asset_path(asset), manifest[asset].card
     path = expand_path(asset)
     if not path.is_file():
-        raise ModelError(
-            f"teacher {asset!r} is neither an asset name ({', '.join(sorted(manifest))}) nor a file"
-        )
+        raise ModelError(f"teacher {asset!r} is neither an asset name ({', '.join(sorted(manifest))}) nor a file")
     return path, None
+
+
+def resolve_model_path(asset: str) -> Path:
+    """The file of an asset name or a model path (checked)."""
+    return _resolve(asset)[0]
 
 
 def load_blackbox_embedder(asset: str) -> Any:
@@ -140,9 +143,7 @@ def onnx_to_torch(path: Path) -> torch.fx.GraphModule:
 class WhiteBoxTeacher(nn.Module):
     """A frozen torch teacher: ``forward(uint8 NHWC RGB) → (L2-normalised embedding, {feature: map})``."""
 
-    def __init__(
-        self, graph: torch.fx.GraphModule, card: ModelCard, features: list[str] | None = None
-    ) -> None:
+    def __init__(self, graph: torch.fx.GraphModule, card: ModelCard, features: list[str] | None = None) -> None:
         super().__init__()
         if card.layout != "NCHW" or card.input_dtype != "float32":
             raise ModelError(
@@ -294,9 +295,7 @@ def build_teacher(cfg: TeacherConfig) -> Teacher:
         factory = functools.partial(whitebox_embedder, cfg.asset)
     else:
         if cfg.features:
-            raise ModelError(
-                f"teacher {cfg.name!r}: a black-box teacher exposes no features; use kind: whitebox"
-            )
+            raise ModelError(f"teacher {cfg.name!r}: a black-box teacher exposes no features; use kind: whitebox")
         embedder = load_blackbox_embedder(cfg.asset)
         factory, module = functools.partial(load_blackbox_embedder, cfg.asset), None
     card = embedder.card
@@ -307,7 +306,5 @@ def ensemble_weights(teachers: list[Teacher]) -> list[float]:
     """Teacher weights normalised to sum 1."""
     total = sum(t.weight for t in teachers)
     if total <= 0 or min(t.weight for t in teachers) < 0:
-        raise ModelError(
-            f"teacher weights must be ≥ 0 with a positive sum, got {[t.weight for t in teachers]}"
-        )
+        raise ModelError(f"teacher weights must be ≥ 0 with a positive sum, got {[t.weight for t in teachers]}")
     return [t.weight / total for t in teachers]

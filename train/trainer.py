@@ -10,7 +10,6 @@ at the end, ``student.pt`` (the student only, for export).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -119,10 +118,7 @@ def _write_run_files(
     report = dict(
         prepared.trainset.report,
         classes=prepared.trainset.num_classes,
-        teachers={
-            t.name: {"fingerprint": t.fingerprint, "dim": t.dim, "kind": t.cfg.kind}
-            for t in prepared.teachers
-        },
+        teachers={t.name: {"fingerprint": t.fingerprint, "dim": t.dim, "kind": t.cfg.kind} for t in prepared.teachers},
     )
     (run_dir / "data_report.json").write_text(json.dumps(report, indent=1))
 
@@ -171,7 +167,13 @@ def train(
     torch.manual_seed(cfg.seed)
     from shrinkface.train.students import build_student
 
-    student = build_student(**dataclasses.asdict(cfg.student))
+    student = build_student(**cfg.student.build_args())
+    if cfg.student.warm_start and not resume:
+        from shrinkface.train.teachers import resolve_model_path
+        from shrinkface.train.warmstart import warm_start_from_onnx
+
+        warm_start_from_onnx(student, resolve_model_path(cfg.student.warm_start))
+    student.freeze_bn = cfg.student.freeze_bn
     objective = build_objective(
         cfg.losses, student, prepared.teachers, prepared.cached, trainset.labels, trainset.num_classes
     )
@@ -241,7 +243,7 @@ def train(
             "scheduler": scheduler.state_dict(),
             "rng": rng_state(),
             "config": dump_config(cfg),
-            "student_config": dataclasses.asdict(cfg.student),
+            "student_config": cfg.student.build_args(),
             "preprocess": PREPROCESS,
             "world": info.world,
         }
@@ -272,9 +274,7 @@ def train(
                 for t in whitebox:
                     targets[t.name], features[t.name] = t.module(images)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                    loss, parts = model(
-                        to_input(images, channels_last=cfg.channels_last), labels, targets, features
-                    )
+                    loss, parts = model(to_input(images, channels_last=cfg.channels_last), labels, targets, features)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optim.grad_clip:
@@ -290,9 +290,7 @@ def train(
                     n = (step - 1) % cfg.log_period + 1
                     means = {k: float(v) / n for k, v in window.items()}
                     if not math.isfinite(means["loss"]):
-                        raise TrainingDiverged(
-                            f"the loss is {means['loss']} near step {step}; lower optim.lr"
-                        )
+                        raise TrainingDiverged(f"the loss is {means['loss']} near step {step}; lower optim.lr")
                     dt = time.perf_counter() - t_last
                     row = {
                         "step": step,
@@ -330,7 +328,7 @@ def train(
                 {
                     "format": FORMAT,
                     "student": module.student.state_dict(),
-                    "student_config": dataclasses.asdict(cfg.student),
+                    "student_config": cfg.student.build_args(),
                     "preprocess": PREPROCESS,
                     "config": dump_config(cfg),
                     "step": step,

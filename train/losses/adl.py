@@ -14,9 +14,10 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from shrinkface.train.losses.common import LossInputError, ProjectionHead, check_pair, l2n
 from shrinkface.train.losses.ensemble import ensemble_weights
-from torch import nn
 
 
 def angular_terms(student: torch.Tensor, teacher: torch.Tensor, squared: bool) -> torch.Tensor:
@@ -115,9 +116,7 @@ class IntermediateAngularDistillation(nn.Module):
         self.keys = list(channels)
         self.weights = {k: float((weights or {}).get(k, 1.0)) for k in self.keys}
         if min(self.weights.values()) < 0 or sum(self.weights.values()) <= 0:
-            raise LossInputError(
-                f"stage weights must be non-negative with a positive sum, got {self.weights}"
-            )
+            raise LossInputError(f"stage weights must be non-negative with a positive sum, got {self.weights}")
         self.channels = {k: (int(cs), int(ct)) for k, (cs, ct) in channels.items()}
         adapters: dict[str, nn.Module] = {}
         for key, (cs, ct) in self.channels.items():
@@ -151,14 +150,11 @@ class IntermediateAngularDistillation(nn.Module):
             u, v = u.flatten(1), teacher.flatten(1)
         return angular_terms(u, v, self.squared).mean()
 
-    def forward(
-        self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]
-    ) -> torch.Tensor:
+    def forward(self, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
         missing = [k for k in self.keys if k not in student or k not in teacher]
         if missing:
             raise LossInputError(
-                f"feature maps missing for stages {missing}; have student {sorted(student)}, "
-                f"teacher {sorted(teacher)}"
+                f"feature maps missing for stages {missing}; have student {sorted(student)}, teacher {sorted(teacher)}"
             )
         total = sum(self.weights.values())
         return sum(self.weights[k] * self.stage_loss(k, student[k], teacher[k]) for k in self.keys) / total

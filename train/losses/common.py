@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from shrinkface.runtime.errors import ExitCode, ShrinkfaceError
 from torch import nn
+
+from shrinkface.runtime.errors import ExitCode, ShrinkfaceError
 
 EPS = 1e-12
 
@@ -31,16 +32,12 @@ def check_batch(name: str, x: torch.Tensor, min_rows: int = 1) -> None:
         raise LossInputError(f"{name} must be a floating-point tensor, got {x.dtype}")
 
 
-def check_pair(
-    student: torch.Tensor, teacher: torch.Tensor, same_dim: bool = True, min_rows: int = 1
-) -> None:
+def check_pair(student: torch.Tensor, teacher: torch.Tensor, same_dim: bool = True, min_rows: int = 1) -> None:
     """Student and teacher batches: same number of rows, and the same width when ``same_dim``."""
     check_batch("student", student, min_rows)
     check_batch("teacher", teacher, min_rows)
     if student.shape[0] != teacher.shape[0]:
-        raise LossInputError(
-            f"student and teacher batches differ in size: {student.shape[0]} vs {teacher.shape[0]}"
-        )
+        raise LossInputError(f"student and teacher batches differ in size: {student.shape[0]} vs {teacher.shape[0]}")
     if same_dim and student.shape[1] != teacher.shape[1]:
         raise LossInputError(
             f"student ({student.shape[1]}-d) and teacher ({teacher.shape[1]}-d) embeddings differ in size: "
@@ -51,15 +48,11 @@ def check_pair(
 def check_labels(labels: torch.Tensor, batch: int, num_classes: int) -> None:
     """Integer labels, one per row, in [0, num_classes)."""
     if labels.dim() != 1 or labels.shape[0] != batch:
-        raise LossInputError(
-            f"labels must be a vector of {batch} class indices, got shape {tuple(labels.shape)}"
-        )
+        raise LossInputError(f"labels must be a vector of {batch} class indices, got shape {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise LossInputError(f"labels must be integer class indices, got {labels.dtype}")
     if batch and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise LossInputError(
-            f"labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]"
-        )
+        raise LossInputError(f"labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
 
 
 class ProjectionHead(nn.Module):

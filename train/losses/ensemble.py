@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
 from shrinkface.train.losses.common import LossInputError, check_batch, l2n
 
 

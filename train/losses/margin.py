@@ -10,13 +10,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from shrinkface.train.losses.common import LossInputError, check_batch, check_labels, l2n
 from torch import nn
 
+from shrinkface.train.losses.common import LossInputError, check_batch, check_labels, l2n
 
-def arc_margin_target(
-    cos_y: torch.Tensor, m: float | torch.Tensor, easy_margin: bool = False
-) -> torch.Tensor:
+
+def arc_margin_target(cos_y: torch.Tensor, m: float | torch.Tensor, easy_margin: bool = False) -> torch.Tensor:
     """cos(θ_y + m) for the target cosines, with insightface's fallback where θ_y + m would pass π.
 
     ``cos(θ+m) = cos θ·cos m − sin θ·sin m``. cos is not monotonic beyond π, so (insightface
@@ -55,9 +54,7 @@ class CosineClassifier(nn.Module):
     def __init__(self, embedding_size: int, num_classes: int, s: float) -> None:
         super().__init__()
         if embedding_size <= 0 or num_classes < 2:
-            raise LossInputError(
-                f"need embedding_size > 0 and at least 2 classes, got {embedding_size}, {num_classes}"
-            )
+            raise LossInputError(f"need embedding_size > 0 and at least 2 classes, got {embedding_size}, {num_classes}")
         if s <= 0:
             raise LossInputError(f"scale s must be positive, got {s}")
         self.embedding_size = embedding_size
@@ -70,8 +67,7 @@ class CosineClassifier(nn.Module):
         check_batch("embeddings", embeddings)
         if embeddings.shape[1] != self.embedding_size:
             raise LossInputError(
-                f"{type(self).__name__} expects {self.embedding_size}-d embeddings, "
-                f"got {embeddings.shape[1]}-d"
+                f"{type(self).__name__} expects {self.embedding_size}-d embeddings, got {embeddings.shape[1]}-d"
             )
         w = l2n(self.weight).to(embeddings.dtype)
         return (l2n(embeddings) @ w.t()).clamp(-1.0, 1.0)
@@ -81,8 +77,7 @@ class CosineClassifier(nn.Module):
         """Copy (normalised) class centres into W: the stage-2 'initialisation trick' (Wang et al. 2017)."""
         if tuple(centres.shape) != tuple(self.weight.shape):
             raise LossInputError(
-                f"centres shape {tuple(centres.shape)} does not match the classifier "
-                f"{tuple(self.weight.shape)}"
+                f"centres shape {tuple(centres.shape)} does not match the classifier {tuple(self.weight.shape)}"
             )
         self.weight.copy_(l2n(centres.to(self.weight)))
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from shrinkface.train.losses.common import LossInputError, check_batch, check_labels, check_pair, l2n
 from shrinkface.train.losses.margin import arcface_logits
-from torch import nn
 
 
 @torch.no_grad()
@@ -32,9 +33,7 @@ def teacher_class_centres(
     counts = torch.bincount(y, minlength=num_classes)
     empty = torch.nonzero(counts == 0).flatten().tolist()
     if empty:
-        raise LossInputError(
-            f"classes without teacher embeddings: {empty[:10]}{' …' if len(empty) > 10 else ''}"
-        )
+        raise LossInputError(f"classes without teacher embeddings: {empty[:10]}{' …' if len(empty) > 10 else ''}")
     sums = torch.zeros(num_classes, t.shape[1], dtype=torch.float64)
     sums.index_add_(0, y, l2n(t.double()))
     return l2n(sums / counts.unsqueeze(1)).float()

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from shrinkface.train.losses.common import LossInputError, check_batch
 from torch import nn
+
+from shrinkface.train.losses.common import LossInputError, check_batch
 
 
 def _as_features(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,9 +87,7 @@ class NeuronSelection:
     teacher_dim: int
 
     @classmethod
-    def fit(
-        cls, features: np.ndarray, labels: np.ndarray, k: int, corr_bound: float = 0.5
-    ) -> NeuronSelection:
+    def fit(cls, features: np.ndarray, labels: np.ndarray, k: int, corr_bound: float = 0.5) -> NeuronSelection:
         """Select up to ``k`` neurons from teacher features (N×D, e.g. the training cache) and their stats."""
         indices = select_neurons(features, labels, k, corr_bound)
         chosen = np.asarray(features, dtype=np.float64)[:, indices]
@@ -121,9 +120,7 @@ class NeuronMimic(nn.Module):
         """z = (t[sel] − μ)/σ for full teacher embeddings (N × teacher_dim)."""
         check_batch("teacher", teacher)
         if teacher.shape[1] != self.teacher_dim:
-            raise LossInputError(
-                f"expected {self.teacher_dim}-d teacher embeddings, got {teacher.shape[1]}-d"
-            )
+            raise LossInputError(f"expected {self.teacher_dim}-d teacher embeddings, got {teacher.shape[1]}-d")
         return (teacher.detach()[:, self.indices] - self.mean) / self.std
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from shrinkface.train.losses.common import LossInputError, check_batch, check_labels, check_pair, l2n
 from shrinkface.train.losses.margin import CosineClassifier
-from torch import nn
 
 
 class CosineKD(nn.Module):
@@ -36,9 +37,7 @@ class CosineKD(nn.Module):
         super().__init__()
         check_batch("centres", centres, min_rows=2)
         if s <= 0 or temperature <= 0 or not 0.0 <= alpha <= 1.0:
-            raise LossInputError(
-                f"need s > 0, temperature > 0, 0 ≤ alpha ≤ 1; got {s}, {temperature}, {alpha}"
-            )
+            raise LossInputError(f"need s > 0, temperature > 0, 0 ≤ alpha ≤ 1; got {s}, {temperature}, {alpha}")
         self.register_buffer("centres", l2n(centres.detach().float()))
         self.num_classes, teacher_dim = self.centres.shape
         self.student_dim = teacher_dim if student_dim is None else student_dim
@@ -53,22 +52,16 @@ class CosineKD(nn.Module):
     def teacher_logits(self, teacher: torch.Tensor) -> torch.Tensor:
         check_batch("teacher", teacher)
         if teacher.shape[1] != self.centres.shape[1]:
-            raise LossInputError(
-                f"teacher is {teacher.shape[1]}-d, the centres are {self.centres.shape[1]}-d"
-            )
+            raise LossInputError(f"teacher is {teacher.shape[1]}-d, the centres are {self.centres.shape[1]}-d")
         return self.s * l2n(teacher.detach().to(self.centres.dtype)) @ self.centres.t()
 
     def student_logits(self, student: torch.Tensor) -> torch.Tensor:
         check_batch("student", student)
         if student.shape[1] != self.student_dim:
-            raise LossInputError(
-                f"expected {self.student_dim}-d student embeddings, got {student.shape[1]}-d"
-            )
+            raise LossInputError(f"expected {self.student_dim}-d student embeddings, got {student.shape[1]}-d")
         return self.s * l2n(student) @ l2n(self.weight).t()
 
-    def forward(
-        self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         check_pair(student, teacher, same_dim=False)
         z_s = self.student_logits(student)
         z_t = self.teacher_logits(teacher).to(z_s.dtype)
@@ -96,8 +89,7 @@ def init_classifier_from_centres(classifier: CosineClassifier | CosineKD, centre
         return
     if tuple(centres.shape) != tuple(classifier.weight.shape):
         raise LossInputError(
-            f"centres shape {tuple(centres.shape)} does not match the classifier "
-            f"{tuple(classifier.weight.shape)}"
+            f"centres shape {tuple(centres.shape)} does not match the classifier {tuple(classifier.weight.shape)}"
         )
     with torch.no_grad():
         classifier.weight.copy_(l2n(centres.to(classifier.weight)))

@@ -46,9 +46,7 @@ def build_student(
     key = arch.lower().replace("-", "").replace("_", "")
     if key not in STUDENTS:
         raise StudentConfigError(f"unknown student {arch!r}; available: {', '.join(sorted(STUDENTS))}")
-    return STUDENTS[key](
-        embedding_size=embedding_size, width=width, activation=activation, input_size=input_size
-    )
+    return STUDENTS[key](embedding_size=embedding_size, width=width, activation=activation, input_size=input_size)
 
 
 __all__ = [

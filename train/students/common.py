@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from shrinkface.runtime.errors import ExitCode, ShrinkfaceError
 from torch import nn
+
+from shrinkface.runtime.errors import ExitCode, ShrinkfaceError
 
 Activation = Literal["prelu", "relu", "relu6"]
 ACTIVATIONS: tuple[str, ...] = ("prelu", "relu", "relu6")
@@ -72,9 +73,7 @@ class InvertedResidual(nn.Module):
     """MobileNetV2 bottleneck: 1×1 expand → 3×3 depthwise (stride) → 1×1 linear projection; residual when the
     shapes match."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int, expansion: float, activation: str
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: float, activation: str) -> None:
         super().__init__()
         hidden = round(in_channels * expansion)
         self.use_residual = stride == 1 and in_channels == out_channels
@@ -139,9 +138,7 @@ class FaceStudent(nn.Module):
     neck: nn.Module
     head: GDCHead
 
-    def __init__(
-        self, arch: str, embedding_size: int, width: float, activation: str, input_size: int
-    ) -> None:
+    def __init__(self, arch: str, embedding_size: int, width: float, activation: str, input_size: int) -> None:
         super().__init__()
         check_options(embedding_size, width, activation, input_size)
         self.arch = arch
@@ -151,6 +148,16 @@ class FaceStudent(nn.Module):
         self.input_size = (input_size, input_size)
         self.feature_strides = {"s4": 4, "s8": 8, "s16": 16}
         self.feature_channels: dict[str, int] = {}
+        self.freeze_bn = False  # keep BatchNorm running statistics fixed while training (warm starts)
+
+    def train(self, mode: bool = True) -> FaceStudent:
+        """As ``nn.Module.train``, but BatchNorm layers stay in eval mode when ``freeze_bn`` is set."""
+        super().train(mode)
+        if mode and self.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != self.input_size:

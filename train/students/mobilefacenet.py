@@ -22,6 +22,8 @@ Feature taps: ``s4`` = after the first bottleneck stage (28², 64), ``s8`` = aft
 
 from __future__ import annotations
 
+from torch import nn
+
 from shrinkface.train.students.common import (
     ConvBNAct,
     FaceStudent,
@@ -30,7 +32,6 @@ from shrinkface.train.students.common import (
     init_weights,
     make_divisible,
 )
-from torch import nn
 
 #: (expansion t, channels c, repeats n, stride s) of the bottleneck stages, from the paper's Table 1.
 MOBILEFACENET_SETTING: tuple[tuple[int, int, int, int], ...] = (

@@ -21,6 +21,8 @@ the embedding, BN).
 
 from __future__ import annotations
 
+from torch import nn
+
 from shrinkface.train.students.common import (
     ConvBNAct,
     FaceStudent,
@@ -29,7 +31,6 @@ from shrinkface.train.students.common import (
     init_weights,
     make_divisible,
 )
-from torch import nn
 
 #: (expansion t, channels c, repeats n, stride s); the 160-channel stage strides 1 instead of 2.
 MOBILENETV2_FACE_SETTING: tuple[tuple[int, int, int, int], ...] = (
