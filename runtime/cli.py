@@ -26,6 +26,7 @@ err = Console(stderr=True)
 #: Modules that add commands; runtime ones always load, the others only with their extras.
 RUNTIME_COMMANDS = [
     "shrinkface.runtime.cli_assets",
+    "shrinkface.runtime.cli_bench",
     "shrinkface.runtime.cli_data",
     "shrinkface.runtime.cli_unlock",
     "shrinkface.runtime.cli_eval",
