@@ -7,7 +7,6 @@ loader types overrides and refuses unknown keys.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import subprocess
@@ -97,7 +96,7 @@ def test_short_run_loss_falls_and_checkpoint_reloads(tmp_path, aligned_glint, al
     from shrinkface.train.students import build_student
 
     torch.manual_seed(cfg.seed)  # the trainer's initialisation, rebuilt independently
-    student0 = build_student(**dataclasses.asdict(cfg.student))
+    student0 = build_student(**cfg.student.build_args())
     objective0 = build_objective(cfg.losses, student0, prep.teachers, prep.cached, prep.trainset.labels, 6)
     before = _fixed_batch_loss(student0, objective0, batch)
     after = _fixed_batch_loss(result.student, result.objective, batch)
@@ -162,7 +161,7 @@ def test_resume_is_exact(tmp_path, aligned_glint) -> None:
     prep = prepare(cfg_c, progress=False)
     from shrinkface.train.students import build_student
 
-    student = build_student(**dataclasses.asdict(cfg_c.student))
+    student = build_student(**cfg_c.student.build_args())
     objective = build_objective(cfg_c.losses, student, prep.teachers, prep.cached, prep.trainset.labels, 6)
     module = TrainModule(student, objective)
     initialise_from(cfg_c, module)
