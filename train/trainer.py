@@ -34,6 +34,7 @@ from shrinkface.train.checkpoint import (
     set_rng_state,
 )
 from shrinkface.train.config import ConfigError, TrainConfig, dump_config, expand_path
+from shrinkface.train.cpu_tuning import fast_float_mode, tune_cpu_process
 from shrinkface.train.data import BatchDataset, EpochBatches, make_loader, to_input
 from shrinkface.train.distributed import DistInfo, barrier, broadcast_buffers, init_distributed, shutdown
 from shrinkface.train.objective import TrainModule, build_objective
@@ -161,6 +162,8 @@ def train(
     if info.main:
         _write_run_files(run_dir, cfg, argv, resume, info, prepared)
     device = info.device
+    # after prepare(): an ONNX Runtime session (a black-box teacher) clears the subnormal flags of its thread
+    tuning = tune_cpu_process() if device.type == "cpu" else {"flush_denormal": fast_float_mode()}
     trainset = prepared.trainset
     memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
@@ -217,6 +220,7 @@ def train(
                 "images": len(trainset),
                 "world": info.world,
                 "device": str(device),
+                "cpu_tuning": tuning,
             }
         )
 
