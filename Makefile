@@ -46,3 +46,31 @@ setup-android-core:
 ## test-android-core: compile android_demo/core with javac and run its JUnit tests against tests/golden/core_*.json
 test-android-core:
 	android_demo/core/run-jvm-tests.sh
+
+# -- export: a trained student → TFLite / ONNX (float + int8, the model card inside each file) + parity report --
+# make export-tflite CHECKPOINT=runs/<name>/student.pt [EXPORT_ARGS="--qat --qat-steps 300"] [PARITY_ARGS="--max-pairs 600"]
+# Files, export.json and parity-<format>/ (JSON, markdown, histogram) land in artifacts/<name>/. The parity gate
+# (float: cosine ≥ 0.9999, int8: cosine ≥ 0.99, decision agreement ≥ 99 % on LFW) fails the target loudly.
+CHECKPOINT ?=
+EXPORT_OUT ?= artifacts/$(notdir $(patsubst %/,%,$(dir $(CHECKPOINT))))
+LFW_ALIGNED ?= $(or $(SHRINKFACE_CACHE),$(HOME)/.cache/shrinkface)/aligned/lfw
+.PHONY: export-need-checkpoint export-lfw-aligned
+
+export-need-checkpoint:
+	@test -n "$(CHECKPOINT)" || { echo "usage: make $(MAKECMDGOALS) CHECKPOINT=runs/<name>/student.pt" >&2; exit 2; }
+
+## export-lfw-aligned: aligned LFW crops for the parity report (made once; an existing folder is used as it is)
+export-lfw-aligned:
+	@test -f $(LFW_ALIGNED)/align.json || $(BIN)/shrinkface data align $(SHRINKFACE_DATA)/lfw/images $(LFW_ALIGNED) --quiet
+
+## export-tflite: CHECKPOINT → float + full-int8 TFLite (NHWC, int8 in/out), then parity on LFW
+export-tflite: export-need-checkpoint export-lfw-aligned
+	$(BIN)/shrinkface export $(CHECKPOINT) --formats tflite --quant float,int8 --out $(EXPORT_OUT) $(EXPORT_ARGS)
+	$(BIN)/shrinkface parity $(CHECKPOINT) $(EXPORT_OUT)/*.tflite --aligned $(LFW_ALIGNED) \
+	  --out $(EXPORT_OUT)/parity-tflite $(PARITY_ARGS)
+
+## export-onnx: CHECKPOINT → float + int8 QDQ ONNX (opset 20, free batch), then parity on LFW
+export-onnx: export-need-checkpoint export-lfw-aligned
+	$(BIN)/shrinkface export $(CHECKPOINT) --formats onnx --quant float,int8 --out $(EXPORT_OUT) $(EXPORT_ARGS)
+	$(BIN)/shrinkface parity $(CHECKPOINT) $(EXPORT_OUT)/*.onnx --aligned $(LFW_ALIGNED) \
+	  --out $(EXPORT_OUT)/parity-onnx $(PARITY_ARGS)
