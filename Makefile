@@ -48,10 +48,10 @@ test-android-core:
 	android_demo/core/run-jvm-tests.sh
 
 # -- export: a trained student → TFLite / ONNX (float + int8, the model card inside each file) + parity report --
-# make export-tflite CHECKPOINT=runs/<name>/student.pt [EXPORT_ARGS="--qat --qat-steps 300"] [PARITY_ARGS="--max-pairs 600"]
+# make export-tflite [CHECKPOINT=runs/<name>/student.pt] (default: the committed warm_ensemble student) [EXPORT_ARGS="--qat --qat-steps 300"] [PARITY_ARGS="--max-pairs 600"]
 # Files, export.json and parity-<format>/ (JSON, markdown, histogram) land in artifacts/<name>/. The parity gate
 # (float: cosine ≥ 0.9999, int8: cosine ≥ 0.99, decision agreement ≥ 99 % on LFW) fails the target loudly.
-CHECKPOINT ?=
+CHECKPOINT ?= runs/warm_ensemble/student.pt
 EXPORT_OUT ?= artifacts/$(notdir $(patsubst %/,%,$(dir $(CHECKPOINT))))
 LFW_ALIGNED ?= $(or $(SHRINKFACE_CACHE),$(HOME)/.cache/shrinkface)/aligned/lfw
 .PHONY: export-need-checkpoint export-lfw-aligned
