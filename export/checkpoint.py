@@ -17,8 +17,7 @@ import torch
 from shrinkface.runtime.assets import sha256_file
 from shrinkface.runtime.card import ModelCard
 from shrinkface.runtime.errors import ModelCardError, ModelError
-from shrinkface.train.checkpoint import FORMAT, atomic_save, load_checkpoint
-from shrinkface.train.students import build_student
+from shrinkface.train.checkpoint import FORMAT, atomic_save, load_checkpoint, student_from_checkpoint
 
 _PREPROCESS_KEYS = ("input_size", "layout", "channel_order", "mean", "std")
 
@@ -68,14 +67,8 @@ def load_student_checkpoint(path: str | Path) -> tuple[torch.nn.Module, ModelCar
     """The student in eval mode and its float model card (``ModelError`` for a wrong or unreadable file)."""
     path = Path(path)
     ckpt = load_checkpoint(path)
-    if "student" not in ckpt:
-        raise ModelError(f"{path} holds no 'student' weights")
+    model = student_from_checkpoint(ckpt, path)
     card = card_from_checkpoint(ckpt, path.stem, sha256_file(path))
-    model = build_student(**ckpt["student_config"])
-    try:
-        model.load_state_dict(ckpt["student"])
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: the weights do not fit {ckpt['student_config']}: {exc}") from exc
     if tuple(getattr(model, "input_size", card.input_size)) != tuple(card.input_size):
         raise ModelCardError(f"{path}: the student takes {model.input_size}, the card says {card.input_size}")
     return model.eval(), card

@@ -98,11 +98,20 @@ def save_run_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path
     return target
 
 
-def load_student(path: str | Path) -> torch.nn.Module:
-    """Rebuild the trained student from a checkpoint (``last.pt`` or ``student.pt``), in eval mode."""
+def student_from_checkpoint(ckpt: dict[str, Any], source: str | Path) -> torch.nn.Module:
+    """The student of a loaded checkpoint dict, in eval mode (``ModelError`` when the weights do not fit)."""
     from shrinkface.train.students import build_student
 
-    ckpt = load_checkpoint(path)
+    if "student" not in ckpt or "student_config" not in ckpt:
+        raise ModelError(f"{source} holds no student weights/config: it was not written by the shrinkface trainer")
     student = build_student(**ckpt["student_config"])
-    student.load_state_dict(ckpt["student"])
+    try:
+        student.load_state_dict(ckpt["student"])
+    except RuntimeError as exc:
+        raise ModelError(f"{source}: the weights do not fit {ckpt['student_config']}: {exc}") from exc
     return student.eval()
+
+
+def load_student(path: str | Path) -> torch.nn.Module:
+    """Rebuild the trained student from a checkpoint (``last.pt`` or ``student.pt``), in eval mode."""
+    return student_from_checkpoint(load_checkpoint(path), path)
