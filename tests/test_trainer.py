@@ -318,3 +318,31 @@ def test_bad_teachers_are_clear_model_errors() -> None:
         build_teacher(TeacherConfig(name="t", asset="faceplugin", features=["s4"]))
     with pytest.raises(ModelError, match="no graph node 'Conv_999'"):
         build_teacher(TeacherConfig(name="t", asset="faceplugin", kind="whitebox", features=["Conv_999"]))
+
+
+def test_evaluator_tar_matches_a_brute_force_all_pairs_roc(aligned_lfw_subset) -> None:
+    """TAR at FAR over every pair of the evaluated crops, against sklearn's ROC of the explicit pair list."""
+    from itertools import combinations
+
+    from sklearn.metrics import roc_curve
+
+    from shrinkface.train.config import EvalConfig
+    from shrinkface.train.evaluate import LfwEvaluator, embed_crops
+    from shrinkface.train.students import build_student
+
+    torch.manual_seed(0)
+    student = build_student(arch="mobilefacenet", embedding_size=64, width=0.25, activation="prelu").eval()
+    cfg = EvalConfig(lfw_aligned=str(aligned_lfw_subset), max_pairs=40, flip=False, tar_far=0.01)
+    evaluator = LfwEvaluator(cfg, torch.device("cpu"))
+    result = evaluator(student)
+
+    emb = embed_crops(student, evaluator.crops, torch.device("cpu"), flip=False)
+    names = [k.split("/")[0] for k, ok in zip(evaluator.keys, evaluator.have, strict=True) if ok]
+    ij = list(combinations(range(len(names)), 2))
+    scores = np.array([float(emb[i] @ emb[j]) for i, j in ij])
+    same = np.array([names[i] == names[j] for i, j in ij])
+    fpr, tpr, _ = roc_curve(same, scores)
+    n_imp = int((~same).sum())
+    allowed = np.floor(0.01 * n_imp) / n_imp
+    assert result["tar_impostor_pairs"] == n_imp and n_imp > 1000
+    assert result["tar"] == pytest.approx(float(tpr[fpr <= allowed + 1e-12].max()), abs=1e-5)

@@ -136,6 +136,7 @@ class EvalConfig:
     max_pairs: int | None = 600  # evaluate on an evenly spread subset (None: all 6000)
     flip: bool = True
     batch_size: int = 64
+    tar_far: float | None = None  # also report TAR at this FAR, all-vs-all over the evaluated images
 
 
 @dataclass
