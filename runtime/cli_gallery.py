@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from shrinkface.runtime.cli_unlock import (
+    CardOpt,
     GalleryOpt,
     JsonOpt,
     ModelOpt,
@@ -172,6 +173,17 @@ def _embed(rec: Any, items: list[tuple[str, Path, bool]], pad: float) -> tuple[n
     return embeddings, labels, skipped
 
 
+def _beside_pairs(folder: Path) -> bool:
+    """Whether ``folder`` (or, for an aligned folder, the source its align.json names) sits beside a pairs.txt."""
+    import contextlib
+    import json
+
+    roots = [folder]
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        roots.append(Path(json.loads((folder / "align.json").read_text())["src"]))
+    return any((p / "pairs.txt").exists() for r in roots for p in (r, r.parent))
+
+
 def register_calibrate(app: typer.Typer) -> None:
     """Add ``calibrate``."""
     from shrinkface.runtime import decide
@@ -190,9 +202,13 @@ def register_calibrate(app: typer.Typer) -> None:
         ] = "*",
         pad: Annotated[float, typer.Option("--pad", min=0, help="Border (fraction) before detection.")] = 0.0,
         aligned: Annotated[bool, typer.Option("--aligned", help="--people images are already aligned crops.")] = False,
+        strangers_aligned: Annotated[
+            bool, typer.Option("--strangers-aligned", help="--strangers images are already aligned crops.")
+        ] = False,
         per_person: Annotated[int, typer.Option("--per-person", min=2, help="Images used per person.")] = 100,
         far: Annotated[float, typer.Option("--far", help="Target false-accept rate.")] = decide.DEFAULT_FAR,
         model: ModelOpt = None,
+        card: CardOpt = None,
         gallery: GalleryOpt = None,
         out: Annotated[Path | None, typer.Option("--out", help="Card JSON (default: by model or gallery).")] = None,
         allow_eval_data: Annotated[bool, typer.Option("--allow-eval-data", help="Allow a pairs.txt folder.")] = False,
@@ -205,7 +221,7 @@ def register_calibrate(app: typer.Typer) -> None:
         if not 0 < far < 1:
             raise typer.BadParameter("--far must be between 0 and 1")
         path = _gallery_path(gallery)
-        rec = Recognizer.load(model, path)
+        rec = Recognizer.load(model, path, card)
         if scores is not None:
             try:
                 with np.load(scores, allow_pickle=False) as npz:
@@ -216,14 +232,14 @@ def register_calibrate(app: typer.Typer) -> None:
             dataset, skipped = str(scores), 0
         else:
             folders = [people] + ([strangers] if strangers else [])
-            if not allow_eval_data and any((p / "pairs.txt").exists() for f in folders for p in (f, f.parent)):
+            if not allow_eval_data and any(_beside_pairs(f) for f in folders):
                 raise DataError(
                     f"{people} looks like LFW (pairs.txt beside it): it is test data, never calibrate on it. "
                     "Use other identities, or --allow-eval-data if these people are not in the test pairs"
                 )
             items = [(n, f, aligned) for n, f in _people_images(people, per_person)]
             if strangers is not None:
-                items += [(n, f, False) for n, f in _stranger_images(strangers, n_strangers, glob)]
+                items += [(n, f, strangers_aligned) for n, f in _stranger_images(strangers, n_strangers, glob)]
             embeddings, labels, skipped = _embed(rec, items, pad)
             is_stranger = np.array([label.startswith("/stranger/") for label in labels])
             known = [label for label, s in zip(labels, is_stranger, strict=True) if not s]

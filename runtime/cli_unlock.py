@@ -28,6 +28,11 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help=MODEL_HELP)]
 GalleryOpt = Annotated[Path | None, typer.Option("--gallery", help=GALLERY_HELP)]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", help="Override the model card's threshold.")]
 ReduceOpt = Annotated[str, typer.Option("--reduce", help="Score over a person's templates: max or mean.")]
+CARD_HELP = (
+    "Model card JSON to use (default: the calibrated <model>.card.json beside the model file when present, "
+    "else the card inside the model)."
+)
+CardOpt = Annotated[Path | None, typer.Option("--card", help=CARD_HELP)]
 
 
 def _gallery_path(gallery: Path | None) -> Path:
@@ -77,6 +82,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="The person's name.")],
         images: Annotated[list[Path], typer.Argument(help="One or more images of that person.")],
         model: ModelOpt = None,
+        card: CardOpt = None,
         gallery: GalleryOpt = None,
         no_quality: Annotated[bool, typer.Option("--no-quality", help="Skip size/blur/pose checks.")] = False,
         skip_bad: Annotated[
@@ -88,7 +94,7 @@ def register(app: typer.Typer) -> None:
         path = _gallery_path(gallery)
         if path.exists():
             Gallery(path).close()  # a damaged or newer gallery fails here, before the slow part
-        rec = Recognizer.load(model, path)
+        rec = Recognizer.load(model, path, card)
         accepted, failures = [], []
         for image in images:
             try:
@@ -129,6 +135,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--name", help="Claimed person (1:1); default: anyone enrolled.")
         ] = None,
         model: ModelOpt = None,
+        card: CardOpt = None,
         gallery: GalleryOpt = None,
         threshold: ThresholdOpt = None,
         reduce: ReduceOpt = "max",
@@ -147,7 +154,7 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--reduce is max|mean and --vote is mean|majority")
         path = _gallery_path(gallery)
         with Gallery(path) as store:
-            rec = Recognizer.load(model, path)
+            rec = Recognizer.load(model, path, card)
             templates = store.templates(rec.sha256, name)  # a gallery/model mismatch is reported first
             thr = rec.threshold(threshold)
         if image is not None:
@@ -184,6 +191,7 @@ def register(app: typer.Typer) -> None:
             "name": who,
             "threshold": thr,
             "model": rec.card.name,
+            "card": rec.card_source,
             **summary.to_dict(),
         }
 
@@ -204,6 +212,7 @@ def register(app: typer.Typer) -> None:
     def identify(
         image: Annotated[Path, typer.Argument(help="An image with one face.")],
         model: ModelOpt = None,
+        card: CardOpt = None,
         gallery: GalleryOpt = None,
         threshold: ThresholdOpt = None,
         reduce: ReduceOpt = "max",
@@ -215,12 +224,12 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--reduce is max or mean")
         path = _gallery_path(gallery)
         with Gallery(path) as store:
-            rec = Recognizer.load(model, path)
+            rec = Recognizer.load(model, path, card)
             templates = store.templates(rec.sha256)  # a gallery/model mismatch is reported first
             thr = rec.threshold(threshold)
         embedding, _ = rec.embed_image(image)
         result = identify_fn(templates, embedding, thr, reduce, top_k=top)  # type: ignore[arg-type]
-        payload = {"identity": result.name, **result.to_dict(), "model": rec.card.name}
+        payload = {"identity": result.name, **result.to_dict(), "model": rec.card.name, "card": rec.card_source}
 
         def human() -> None:
             head = f"[green]{result.name}[/green]" if result.accepted else "[red]unknown[/red]"

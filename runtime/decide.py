@@ -220,10 +220,16 @@ def pair_scores(
 
 
 # -- the threshold stored with the model card ---------------------------------------------------------------
-def calibrated_card(card: ModelCard, result: Calibration, model_sha256: str, dataset: str = "") -> ModelCard:
-    """``card`` with the calibrated threshold, its FAR, and the calibration facts in ``extra``."""
+def calibrated_card(
+    card: ModelCard, result: Calibration, model_sha256: str, dataset: str = "", date: str | None = None
+) -> ModelCard:
+    """``card`` with the calibrated threshold, its FAR, and the calibration provenance in ``extra``: the
+    impostor/genuine set (``dataset``), target and achieved FAR, TAR, pair counts, model sha256 and UTC date."""
+    from datetime import UTC, datetime
+
     extra = dict(card.extra)
-    extra["calibration"] = {**result.to_dict(), "model_sha256": model_sha256, "dataset": dataset}
+    when = date or datetime.now(UTC).isoformat(timespec="seconds")
+    extra["calibration"] = {**result.to_dict(), "model_sha256": model_sha256, "dataset": dataset, "date": when}
     return card.replace(threshold=result.threshold, threshold_far=result.far_target, extra=extra)
 
 

@@ -1,13 +1,16 @@
 """A ready-to-use recogniser: model + detector + pipeline + the card whose threshold decides.
 
-Resolves ``--model`` (a model file, or an asset name such as ``faceplugin``), finds a calibrated card JSON
-(``<model file>.card.json`` next to a model file, else ``<card name>.card.json`` next to the gallery), turns
-images into quality-checked embeddings and loads the gallery templates of this model only.
+Resolves ``--model`` (a model file, or an asset name such as ``faceplugin``) and the card that decides: an
+explicit ``--card`` JSON wins; else a calibrated sidecar (``<model file>.card.json`` next to a model file, else
+``<card name>.card.json`` next to the gallery) is loaded automatically; else the card inside the model file
+(or the asset manifest's). A card JSON calibrated for another model file (its ``extra.calibration.model_sha256``)
+is refused. Turns images into quality-checked embeddings and loads the gallery templates of this model only.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +20,7 @@ import numpy as np
 
 from shrinkface.runtime.card import ModelCard
 from shrinkface.runtime.decide import card_path_for, load_card, threshold_of
-from shrinkface.runtime.errors import AssetError, ModelError
+from shrinkface.runtime.errors import AssetError, ModelCardError, ModelError
 from shrinkface.runtime.gallery import NewTemplate
 from shrinkface.runtime.quality import QualityPolicy, QualityReport, assess, check, subject
 
@@ -27,12 +30,16 @@ DEFAULT_MODEL = "faceplugin"
 
 
 @functools.lru_cache(maxsize=8)
-def _embedder(model: str) -> Any:
+def _embedder(model: str, card_file: str | None = None) -> Any:
     from shrinkface.runtime.embed import resolve_embedder
 
     path = Path(model).expanduser()
     sidecar = path.with_name(path.name + ".card.json")
-    card = load_card(sidecar) if path.is_file() and sidecar.is_file() else None  # checked against the sha below
+    card_json = Path(card_file) if card_file is not None else sidecar if path.is_file() and sidecar.is_file() else None
+    card = None
+    if card_json is not None:  # refuse a card calibrated for another file before it configures the model
+        sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        card = load_card(card_json, sha)
     try:
         return resolve_embedder(model, card=card)
     except AssetError as exc:
@@ -68,17 +75,24 @@ class Recognizer:
     policy: QualityPolicy = field(default_factory=QualityPolicy)
 
     @classmethod
-    def load(cls, model: str | None, gallery_path: str | Path) -> Recognizer:
-        """Resolve ``model`` (default ``$SHRINKFACE_MODEL`` or ``faceplugin``) and its calibrated card."""
+    def load(cls, model: str | None, gallery_path: str | Path, card: str | Path | None = None) -> Recognizer:
+        """Resolve ``model`` (default ``$SHRINKFACE_MODEL`` or ``faceplugin``) and the card that decides:
+        ``card`` (a card JSON) if given, else the calibrated sidecar when present, else the model's own."""
         name = model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
-        embedder = _embedder(name)
         gallery_path = Path(gallery_path).expanduser()
+        if card is not None:
+            card_file = Path(card).expanduser()
+            if not card_file.is_file():
+                raise ModelCardError(f"--card {card_file}: no such file")
+            embedder = _embedder(name, str(card_file))
+            return cls(name, gallery_path, embedder, load_card(card_file, embedder.sha256), str(card_file))
+        embedder = _embedder(name)
         model_file = name if Path(name).expanduser().is_file() else None
-        card, card_source = embedder.card, "model"
+        effective, card_source = embedder.card, "model"
         sidecar = card_path_for(model_file, embedder.card.name, gallery_path)
         if sidecar.is_file():
-            card, card_source = load_card(sidecar, embedder.sha256), str(sidecar)
-        return cls(name, gallery_path, embedder, card, card_source)
+            effective, card_source = load_card(sidecar, embedder.sha256), str(sidecar)
+        return cls(name, gallery_path, embedder, effective, card_source)
 
     @property
     def sha256(self) -> str:

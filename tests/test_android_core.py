@@ -70,3 +70,20 @@ def test_android_core_jvm_unit_tests_pass() -> None:
     crops = re.search(r"all crops: (\d+) of (\d+) values differ, (\d+) by more than 1", output)
     assert crops, "the golden crop test did not run"
     assert int(crops.group(3)) * 1000 <= int(crops.group(2)), crops.group(0)
+    decisions = re.search(r"(\d+) unlock decisions equal Python's", output)
+    assert decisions and int(decisions.group(1)) >= 100, "the exported-model decision test did not run"
+
+
+def test_embed_decision_golden_is_fresh() -> None:
+    """unlock_decisions.json (Python's unlock decisions the JVM test must reach) matches the embed_*.json files."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_decision_golden", GOLDEN / "make_decision_golden.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stored = json.loads((GOLDEN / "unlock_decisions.json").read_text())
+    assert module.build(GOLDEN) == stored, "stale: run .venv/bin/python tests/golden/make_decision_golden.py"
+    for model in stored["models"]:  # every pair is seen accepted and rejected
+        columns = list(zip(*model["accepted"], strict=True))
+        assert all(any(c) and not all(c) for c in columns), model["file"]

@@ -2,7 +2,10 @@
 photos, reject impostors, and refuse every kind of bad input with its own exit code and an unchanged gallery.
 
 Images are LFW positions that are not in pairs.txt; this is evaluation at the model card's threshold (nothing
-here is tuned on LFW). The embedder is the fast 512-d faceplugin teacher.
+here is tuned on LFW). The embedder is the fast 512-d faceplugin teacher; its card's threshold is the one
+calibrated in docs/results/calibration_faceplugin.json (glint-celeb6 + UTKFace, FAR 2e-5), and every decision
+here is checked to use exactly that threshold. A model file's calibrated sidecar card (``<model>.card.json``)
+is loaded automatically, ``--card`` overrides it, and a sidecar calibrated for another file is refused.
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ def gallery(enrolled: Path, tmp_path: Path) -> Path:
     return copy
 
 
+ROOT = Path(__file__).resolve().parents[1]
+CALIBRATED = json.loads((ROOT / "docs" / "results" / "calibration_faceplugin.json").read_text())["threshold"]
+
+
 def test_enrolled_people_unlock_and_impostors_do_not(gallery, lfw_image, capsys) -> None:
     code, out = _cli(["gallery", "list", "--gallery", gallery, "--json"], capsys)
     people = json.loads(out)["people"]
@@ -84,17 +91,47 @@ def test_enrolled_people_unlock_and_impostors_do_not(gallery, lfw_image, capsys)
             code, out = _cli(["unlock", image, "--name", name, "--gallery", gallery, "--json"], capsys)
             result = json.loads(out)
             assert code == ExitCode.OK and result["decision"] == "unlocked", (name, number, result)
-            assert result["score"] >= result["threshold"]
+            assert result["score"] >= result["threshold"] == CALIBRATED and result["card"] == "model"
             code, out = _cli(["identify", image, "--gallery", gallery, "--json"], capsys)
             assert code == ExitCode.OK and json.loads(out)["identity"] == name
+            assert json.loads(out)["threshold"] == CALIBRATED
     for name, number in IMPOSTORS:
         image = lfw_image(name, number)
         code, out = _cli(["unlock", image, "--name", "George_W_Bush", "--gallery", gallery, "--json"], capsys)
         assert code == ExitCode.REJECTED and json.loads(out)["decision"] == "rejected"
+        assert json.loads(out)["threshold"] == CALIBRATED
         code, out = _cli(["identify", image, "--gallery", gallery, "--json"], capsys)
         result = json.loads(out)
         assert code == ExitCode.REJECTED and result["identity"] is None
-        assert result["score"] < result["threshold"] and len(result["top"]) == 3
+        assert result["score"] < result["threshold"] == CALIBRATED and len(result["top"]) == 3
+
+
+def test_model_file_sidecar_card_is_used_and_checked(gallery, tmp_path, asset_file, lfw_image, capsys) -> None:
+    import hashlib
+
+    from shrinkface.runtime import decide
+    from shrinkface.runtime.assets import get_asset
+
+    model = tmp_path / "teacher.onnx"  # the same bytes as the asset: the gallery's templates belong to it
+    shutil.copy(asset_file("faceplugin"), model)
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    card = get_asset("faceplugin").card
+    fit = decide.calibrate(np.linspace(-0.3, 0.5, 50_001), np.linspace(0.3, 0.9, 100))  # FAR 1/50,000
+    sidecar = decide.save_card(decide.calibrated_card(card, fit, sha, "unit test"), tmp_path / "teacher.onnx.card.json")
+    saved = json.loads(sidecar.read_text())["extra"]["calibration"]
+    assert saved["model_sha256"] == sha and saved["dataset"] == "unit test" and saved["date"][:2] == "20"
+    probe = lfw_image("Colin_Powell", 3)
+    args = ["unlock", probe, "--name", "Colin_Powell", "--model", model, "--gallery", gallery, "--json"]
+    code, out = _cli(args, capsys)  # the file carries no card: the sidecar supplies it, threshold included
+    result = json.loads(out)
+    assert code == ExitCode.OK and result["threshold"] == fit.threshold and result["card"] == str(sidecar)
+    other = decide.save_card(card.replace(threshold=0.99), tmp_path / "strict.card.json")
+    code, out = _cli([*args, "--card", other], capsys)  # --card wins over the sidecar
+    assert code == ExitCode.REJECTED and json.loads(out)["threshold"] == 0.99
+    decide.save_card(decide.calibrated_card(card, fit, "ab" * 32, "another model"), sidecar)
+    code, out = _cli(args, capsys)
+    error = json.loads(out)
+    assert code == ExitCode.MODEL and "calibrated for model abababababab" in error["error"]
 
 
 def test_bad_input_gets_its_exit_code_and_leaves_the_gallery_alone(gallery, tmp_path, lfw_image, capsys):
@@ -199,8 +236,27 @@ def test_calibrate_writes_the_card_that_unlock_uses(gallery, tmp_path, data_dir,
     )
     result = json.loads(out)
     assert code == 0 and result["n_genuine"] == 6 * 6 and result["n_impostor"] == 24 * 23 // 2 - 36
+    # strangers that are already aligned crops (--strangers-aligned): 4 labelled people, 3 crops of the others
+    people4, strangers = tmp_path / "people4", tmp_path / "strangers"
+    strangers.mkdir()
+    for i, person in enumerate(sorted(p for p in people.iterdir() if p.is_dir())):
+        if i < 4:
+            people4.mkdir(exist_ok=True)
+            (people4 / person.name).symlink_to(person)
+        else:
+            for crop in sorted(person.glob("*.jpg"))[: 2 if i == 4 else 1]:
+                shutil.copy(crop, strangers / f"{person.name}_{crop.name}")
+    args = ["calibrate", "--people", people4, "--aligned", "--per-person", "4", "--strangers", strangers]
+    code, out = _cli([*args, "--strangers-aligned", "--far", "0.01", "--gallery", gallery, "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["n_genuine"] == 4 * 6 and result["n_impostor"] == 16 * 15 // 2 - 24 + 3 * 16
     # LFW is the test set: calibrating on it is refused
     code, _ = _cli(["calibrate", "--people", data_dir / "lfw" / "images", "--gallery", gallery], capsys)
+    assert code == ExitCode.DATA
+    aligned_lfw = tmp_path / "aligned_lfw"  # an aligned copy is LFW too (its align.json names the source)
+    aligned_lfw.mkdir()
+    (aligned_lfw / "align.json").write_text(json.dumps({"src": str(data_dir / "lfw" / "images")}))
+    code, _ = _cli(["calibrate", "--people", aligned_lfw, "--aligned", "--gallery", gallery], capsys)
     assert code == ExitCode.DATA
 
 
