@@ -3,8 +3,11 @@
 Frames come from ``cv2.VideoCapture`` (a camera index or a video file) or, on a Raspberry Pi where it is
 installed, ``picamera2``. Each frame gets a score per enrolled person (only the claimed person for an
 unlock); the decision uses the last ``window`` frames: ``mean`` averages the per-person scores of the frames
-with a face, ``majority`` needs more than half of the window's frames to accept the same person. Per-stage
-timings and the FPS are recorded; a preview window is optional (headless OpenCV builds have none).
+with a face, ``majority`` needs more than half of the window's frames to accept the same person. Detection
+tracks the face in a small region around its last position by default (``track.FaceTracker``: full-frame
+detection on the first frame, every ``full_every``-th frame and whenever the region loses the face;
+``track=None`` detects every frame on the full frame). Per-stage timings (detection split by kind) and the
+FPS are recorded; a preview window is optional (headless OpenCV builds have none).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import numpy as np
 from shrinkface.runtime.decide import Reduce, TemplateSet, person_scores
 from shrinkface.runtime.errors import FaceError, ImageError, ManyFacesError, ShrinkfaceError
 from shrinkface.runtime.quality import QualityPolicy, subject
+from shrinkface.runtime.track import DETECT_KINDS, FaceTracker, TrackOptions
 
 Vote = Literal["mean", "majority"]
 Backend = Literal["auto", "opencv", "picamera2"]
 STAGES = ("detect", "align", "embed", "decide")
+DEFAULT_TRACK = TrackOptions()
 
 
 class CameraError(ImageError):
@@ -110,6 +115,7 @@ class FrameResult:
     decision: str | None = None  # accepted person after this frame's vote, else None
     score: float | None = None  # the vote's score for the best person
     box: np.ndarray | None = None
+    detect_kind: str = "full"  # "full", "roi" or "fallback" (ROI missed, then full frame), see track.py
 
 
 class Voter:
@@ -178,6 +184,15 @@ class LoopSummary:
                 out[stage] = float(np.median(values))
         return out
 
+    def detect_ms(self) -> dict[str, dict[str, float | int]]:
+        """Per detection kind (full, roi, fallback): frame count and median detect milliseconds."""
+        out: dict[str, dict[str, float | int]] = {}
+        for kind in DETECT_KINDS:
+            values = [f.timings["detect"] for f in self.frames if f.detect_kind == kind and "detect" in f.timings]
+            if values:
+                out[kind] = {"frames": len(values), "median_ms": round(float(np.median(values)), 3)}
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         status = [f.status for f in self.frames]
@@ -185,6 +200,7 @@ class LoopSummary:
             "frames": len(self.frames),
             "fps": round(self.fps, 2),
             "stage_ms": {k: round(v, 3) for k, v in self.stage_ms().items()},
+            "detect_ms": self.detect_ms(),
             "no_face_frames": status.count("no face"),
             "many_face_frames": status.count("many faces"),
             "last_decision": self.decision,
@@ -205,16 +221,22 @@ def process_frame(
     templates: TemplateSet,
     reduce: Reduce = "max",
     policy: QualityPolicy | None = None,
+    tracker: FaceTracker | None = None,
 ) -> FrameResult:
-    """detect → align → embed → score one RGB frame, timing each stage."""
+    """detect (full frame, or through ``tracker``) → align → embed → score one RGB frame, timing each stage."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    faces = pipeline.detector.detect(image)
+    faces, kind = tracker.detect(image) if tracker is not None else (pipeline.detector.detect(image), "full")
     try:
         face, _ = subject(faces, policy)
     except FaceError as exc:
+        if tracker is not None:
+            tracker.follow(None)
         timings["detect"] = _ms(start)
-        return FrameResult(index, None, "many faces" if isinstance(exc, ManyFacesError) else "no face", timings)
+        status = "many faces" if isinstance(exc, ManyFacesError) else "no face"
+        return FrameResult(index, None, status, timings, detect_kind=kind)
+    if tracker is not None:
+        tracker.follow(face)
     timings["detect"] = _ms(start)
     start = time.perf_counter()
     crop = pipeline.crop(image, face)
@@ -225,7 +247,7 @@ def process_frame(
     start = time.perf_counter()
     scores = person_scores(templates, embedding, reduce)[0]
     timings["decide"] = _ms(start)
-    return FrameResult(index, scores, "face", timings, box=face.box)
+    return FrameResult(index, scores, "face", timings, box=face.box, detect_kind=kind)
 
 
 # -- preview ------------------------------------------------------------------------------------------------
@@ -266,16 +288,22 @@ def run_loop(
     stop_when_accepted: bool = False,
     preview: bool = False,
     on_frame: Callable[[FrameResult], None] | None = None,
+    track: TrackOptions | None = DEFAULT_TRACK,
 ) -> LoopSummary:
-    """Run the loop over ``frames``; ``templates`` may hold just the claimed person (unlock) or everyone."""
+    """Run the loop over ``frames``; ``templates`` may hold just the claimed person (unlock) or everyone.
+
+    ``track``: ROI tracking detection with these options (the default), or ``None`` for full-frame detection
+    on every frame.
+    """
     if preview:
         check_preview()
+    tracker = FaceTracker(pipeline.detector, track) if track is not None else None
     voter = Voter(templates.names, threshold, window, vote)
     summary = LoopSummary()
     start = time.perf_counter()
     try:
         for index, image in enumerate(frames):
-            result = process_frame(image, index, pipeline, templates, reduce)
+            result = process_frame(image, index, pipeline, templates, reduce, tracker=tracker)
             result.decision, result.score = voter.push(result.scores)
             summary.frames.append(result)
             if on_frame is not None:

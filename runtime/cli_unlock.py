@@ -32,6 +32,10 @@ CARD_HELP = (
     "Model card JSON to use (default: the calibrated <model>.card.json beside the model file when present, "
     "else the card inside the model)."
 )
+TRACK_HELP = (
+    "Camera/video: detect inside a small region around the last face (full-frame detection on the first "
+    "frame, every 15th frame and when the face is lost); --no-track detects on every full frame."
+)
 CardOpt = Annotated[Path | None, typer.Option("--card", help=CARD_HELP)]
 
 
@@ -144,6 +148,7 @@ def register(app: typer.Typer) -> None:
         frames: Annotated[int | None, typer.Option("--frames", min=1, help="Stop after this many frames.")] = None,
         keep_going: Annotated[bool, typer.Option("--keep-going", help="Do not stop at the first unlock.")] = False,
         preview: Annotated[bool, typer.Option("--preview", help="Show a window (needs OpenCV with GUI).")] = False,
+        track: Annotated[bool, typer.Option("--track/--no-track", help=TRACK_HELP)] = True,
         as_json: JsonOpt = False,
     ) -> None:
         """Unlock from an image, a camera or a video: exit 0 when accepted, 1 when rejected."""
@@ -183,7 +188,7 @@ def register(app: typer.Typer) -> None:
             _emit(as_json, payload, human)
             _decision_exit(result.accepted)
         summary = _run_camera(
-            rec, templates, thr, camera, video, window, vote, reduce, frames, keep_going, preview, as_json
+            rec, templates, thr, camera, video, window, vote, reduce, frames, keep_going, preview, as_json, track
         )
         who = summary.unlocked_by if not keep_going else summary.decision
         payload = {
@@ -198,6 +203,8 @@ def register(app: typer.Typer) -> None:
         def human_loop() -> None:
             stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary.stage_ms().items())
             console.print(f"{len(summary.frames)} frames, {summary.fps:.1f} FPS ({stages})")
+            kinds = ", ".join(f"{k} {v['frames']} × {v['median_ms']:.1f} ms" for k, v in summary.detect_ms().items())
+            console.print(f"detection: {kinds}")
             when = "at the last frame" if keep_going else "in any window"
             verdict = f"[green]unlocked[/green]: {who}" if who else f"[red]rejected[/red]: nobody accepted {when}"
             console.print(verdict)
@@ -259,8 +266,9 @@ def _run_camera(
     keep_going: bool,
     preview: bool,
     as_json: bool,
+    track: bool = True,
 ) -> Any:
-    from shrinkface.runtime.camera import open_frames, run_loop
+    from shrinkface.runtime.camera import DEFAULT_TRACK, open_frames, run_loop
 
     if camera is not None:
         backend = "picamera2" if camera in ("pi", "picamera") else "auto"
@@ -285,6 +293,7 @@ def _run_camera(
         stop_when_accepted=not keep_going,
         preview=preview,
         on_frame=show,
+        track=DEFAULT_TRACK if track else None,
     )
 
 

@@ -14,6 +14,7 @@ import typer
 
 from shrinkface.runtime import cli_unlock
 from shrinkface.runtime.camera import (
+    DEFAULT_TRACK,
     CameraError,
     PreviewError,
     Voter,
@@ -26,6 +27,7 @@ from shrinkface.runtime.errors import ShrinkfaceError
 from shrinkface.runtime.gallery import Gallery
 from shrinkface.runtime.image import load_image
 from shrinkface.runtime.recognizer import Recognizer
+from shrinkface.runtime.track import TrackOptions
 
 ENROLLED = ("Tony_Blair", [2, 3])  # LFW images outside pairs.txt
 SEEN = ("Tony_Blair", [6, 7, 9, 10])
@@ -61,12 +63,12 @@ def scene(tmp_path_factory, lfw_image) -> dict[str, Path]:
     }
 
 
-def _loop(scene, vote: str):
+def _loop(scene, vote: str, track: TrackOptions | None = DEFAULT_TRACK):
     rec = Recognizer.load("faceplugin", scene["gallery"])
     with Gallery(scene["gallery"]) as g:
         templates = g.templates(rec.sha256)
     frames = open_frames(scene["mixed"], backend="opencv")
-    return run_loop(frames, rec.pipeline, templates, rec.threshold(), window=3, vote=vote)
+    return run_loop(frames, rec.pipeline, templates, rec.threshold(), window=3, vote=vote, track=track)
 
 
 def test_video_round_trip_keeps_frames(scene) -> None:
@@ -96,6 +98,23 @@ def test_mean_vote(scene) -> None:
     blair = ENROLLED[0]
     assert decisions[:5] == [None, blair, blair, blair, blair]  # frame 0: one face in a window of 3
     assert decisions[6:] == [None] * 4  # frame 5 mixes Blair and the stranger: either outcome is fair
+
+
+def test_tracking_gives_the_same_decisions(scene) -> None:
+    """The default loop tracks the face in an ROI; full-frame detection on every frame decides the same
+    (per-frame scores against the threshold: test_majority_vote_unlocks_then_locks, which runs tracked)."""
+    for vote in ("majority", "mean"):
+        tracked, full = _loop(scene, vote), _loop(scene, vote, track=None)
+        assert [f.decision for f in tracked.frames] == [f.decision for f in full.frames]
+        assert [f.status for f in tracked.frames] == [f.status for f in full.frames]
+    kinds = [f.detect_kind for f in tracked.frames]
+    # frame 0 full; the same person's next photos through the ROI; the blank frame 4 makes the ROI lose the
+    # face (fallback), so frame 5 (the stranger) is detected on the full frame, then tracked again
+    assert kinds[:6] == ["full", "roi", "roi", "roi", "fallback", "full"] and set(kinds[6:]) <= {"roi", "full"}
+    assert {f.detect_kind for f in full.frames} == {"full"}
+    info = tracked.to_dict()["detect_ms"]
+    assert info["roi"]["frames"] == kinds.count("roi") and info["full"]["frames"] == kinds.count("full")
+    assert set(full.to_dict()["detect_ms"]) == {"full"}
 
 
 def test_voter_rules() -> None:
@@ -132,6 +151,10 @@ def test_unlock_cli_on_videos(scene, capsys) -> None:
     assert result["frames"] == 2  # stops at the first unlock
     code, out = _cli(["unlock", "--video", str(scene["stranger"]), *base], capsys)
     assert code == 1 and json.loads(out)["decision"] == "rejected" and json.loads(out)["frames"] == 5
+    assert json.loads(out)["detect_ms"]["roi"]["frames"] >= 1  # tracking is the default
+    code, out = _cli(["unlock", "--video", str(scene["stranger"]), "--no-track", *base], capsys)
+    result = json.loads(out)
+    assert code == 1 and result["decision"] == "rejected" and result["detect_ms"]["full"]["frames"] == 5
 
 
 def test_bad_sources(tmp_path, scene, capsys) -> None:
