@@ -2,6 +2,7 @@
 
     python bench/ablation.py write            # (re)writes configs/ablation/*.yaml from the table below
     python bench/ablation.py run --lane 0/2   # trains this lane's share of the rows, one after another
+    python bench/ablation.py run --only ensemble   # just that method's rows
     python bench/ablation.py table            # docs/results/ablation.{md,json} from runs/ablation/*/log.jsonl
 
 The YAML files are the record (committed); this script only writes them from one table so that nothing but
@@ -81,6 +82,21 @@ METHODS: dict[str, dict[str, Any]] = {
         "label": "ensemble teacher (faceplugin + expo): ADL + SD",
         "teachers": [{**FACEPLUGIN, "weight": 0.5}, EXPO],
         "losses": {"adl": {**ADL, "params": {"ensemble": "sum"}}, "sd": SD},
+    },
+    # fixed before any result was seen (choosing it from the LFW rows would tune on the test set)
+    "combination": {
+        "label": "combination: ensemble ADL + SD + intermediate ADL (faceplugin white box)",
+        "teachers": [{**FACEPLUGIN_WB, "weight": 0.5}, EXPO],
+        "losses": {
+            "adl": {**ADL, "params": {"ensemble": "sum"}},
+            "sd": SD,
+            "adl_int": {
+                "kind": "adl_intermediate",
+                "weight": 1.0,
+                "teachers": ["faceplugin"],
+                "params": {"stages": ["s4", "s8", "s16"]},
+            },
+        },
     },
 }
 
@@ -186,9 +202,9 @@ def final_eval(name: str) -> dict[str, Any] | None:
     return evals[-1] if evals else None
 
 
-def run(lane: str) -> None:
+def run(lane: str, only: str | None = None) -> None:
     k, n = (int(x) for x in lane.split("/"))
-    todo = [r for i, r in enumerate(rows()) if i % n == k]
+    todo = [r for i, r in enumerate(rows()) if i % n == k and (only is None or r[0] == only)]
     shrinkface = str(Path(sys.executable).with_name("shrinkface"))
     for _method, _start, names in todo:
         last = names[-1]
@@ -214,7 +230,8 @@ if __name__ == "__main__":
     if action == "write":
         write()
     elif action == "run":
-        run(sys.argv[sys.argv.index("--lane") + 1] if "--lane" in sys.argv else "0/1")
+        only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+        run(sys.argv[sys.argv.index("--lane") + 1] if "--lane" in sys.argv else "0/1", only)
     elif action == "table":
         from ablation_table import table
 
