@@ -1,9 +1,8 @@
-"""``shrinkface export``, ``shrinkface parity`` and ``shrinkface bench models``.
+"""``shrinkface export`` and ``shrinkface parity`` (``shrinkface bench models`` is torch-free: runtime/cli_bench.py).
 
     shrinkface export CHECKPOINT --formats onnx,tflite --quant float,int8 [--qat/--ptq] [--calib DIR]
                       [--out DIR]
     shrinkface parity FLOAT_CHECKPOINT ARTIFACT… [--aligned DIR] [--max-pairs N] [--out DIR] [--golden DIR]
-    shrinkface bench models ARTIFACT… [--threads 1,4] [--runs N]
 
 Every option is checked against the format table (``formats.py``): one that the chosen formats or quantisation
 do not take is an error (exit 2), not silently ignored. A failed parity gate exits with code 6.
@@ -12,7 +11,6 @@ do not take is an error (exit 2), not silently ignored. A failed parity gate exi
 from __future__ import annotations
 
 import importlib.util
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -46,18 +44,8 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _bench_group(app: typer.Typer) -> typer.Typer:
-    """The app's ``bench`` group (``runtime/cli_bench.py`` makes it), or a new one."""
-    for info in app.registered_groups:
-        if info.name == "bench" and isinstance(info.typer_instance, typer.Typer):
-            return info.typer_instance
-    group = typer.Typer(help="Latency benchmarks (JSON + markdown).", no_args_is_help=True)
-    app.add_typer(group, name="bench")
-    return group
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``export``, ``parity`` and the ``bench`` group to the main app."""
+    """Add ``export`` and ``parity`` to the main app."""
 
     @app.command("export", help="Export a student checkpoint to ONNX/TFLite, float and int8.\n\n" + describe_formats())
     def export(
@@ -174,32 +162,3 @@ def register(app: typer.Typer) -> None:
         failures = gate_failures(report)
         if failures and gate:
             raise ParityGateError("parity gate failed:\n  " + "\n  ".join(failures))
-
-    bench = _bench_group(app)
-    if any(c.name == "models" for c in bench.registered_commands):
-        return  # another module already provides `bench models`
-
-    @bench.command("models")
-    def models(
-        artifacts: Annotated[list[Path], typer.Argument(help="Exported .onnx/.tflite files.")],
-        threads: Annotated[str, typer.Option("--threads", help="Thread counts, comma-separated.")] = "1",
-        runs: Annotated[int, typer.Option("--runs", help="Timed runs per file.")] = 200,
-        warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs first.")] = 20,
-        crops_dir: Annotated[Path | None, typer.Option("--crops", help="Aligned crops (default glint-celeb6).")] = None,
-        out: Annotated[Path | None, typer.Option("--out", help="Write bench.json and bench.md here.")] = None,
-    ) -> None:
-        """Batch-1 latency (median of RUNS) per stage: preprocess, invoke, embed."""
-        from shrinkface.export.bench import bench_models, render_markdown
-        from shrinkface.export.calib import default_calibration_dir, load_calibration_crops
-        from shrinkface.runtime.embed import load_embedder
-
-        counts = [int(t) for t in threads.split(",") if t.strip()]
-        card = load_embedder(artifacts[0]).card
-        crops, _ = load_calibration_crops(crops_dir or default_calibration_dir(), 32, card)
-        report = bench_models(artifacts, crops, counts, runs, warmup)
-        text = render_markdown(report)
-        typer.echo(text)
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
-            (out / "bench.md").write_text(text)

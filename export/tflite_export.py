@@ -1,7 +1,8 @@
 """TFLite files with the model card inside, converted straight from torch by litert-torch.
 
 Float: the (folded) float module. int8: the PT2E-converted graph from ``qat.py`` with litert-torch's
-``QuantConfig``; the file is full-integer, int8 input and int8 output. The input is NHWC by default
+``QuantConfig``; int8 input and int8 output, every conv/add int8, each PReLU a float island (``litert_prelu.py``:
+XNNPACK has no int8 PReLU). The input is NHWC by default
 (``litert_torch.to_channel_last_io``: camera frames are NHWC) and the batch is fixed at 1, the usual shape
 on a phone. The int8 input/output scale and zero point written into the card are read back from the
 converted file's own tensors (never assumed), and the interpreter must run the file before it is written.
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from shrinkface.export.formats import ExportError
+from shrinkface.export.litert_prelu import float_prelu_islands, native_prelu, prelu_slopes
 from shrinkface.runtime.card import ModelCard
 from shrinkface.runtime.card_io import write_card_tflite
 
@@ -98,10 +100,30 @@ def convert_tflite(module: torch.nn.Module, card: ModelCard, layout: str = "NHWC
         wrapped, sample = module.eval(), torch.zeros(1, 3, h, w)
     config = QuantConfig(pt2e_quantizer=quantizer) if quantizer is not None else None
     try:
-        edge = litert_torch.convert(wrapped, (sample,), quant_config=config)
+        with native_prelu():  # one PRELU op per PReLU (litert_prelu.py)
+            edge = litert_torch.convert(wrapped, (sample,), quant_config=config)
     except Exception as exc:
         raise ExportError(f"litert-torch conversion failed: {type(exc).__name__}: {exc}") from exc
-    return bytes(edge.model_content())
+    data = bytes(edge.model_content())
+    if quantizer is not None:  # int8 PRELU → DEQUANTIZE, float PRELU, QUANTIZE: XNNPACK has no int8 PReLU
+        data, _ = float_prelu_islands(data, prelu_slopes(module))
+    return data
+
+
+def _check_float(interpreter: Any, module: torch.nn.Module, card: ModelCard, layout: str) -> None:
+    """A float file must reproduce the torch module on a random input (relative error < 1e-4)."""
+    h, w = card.input_size
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = module.eval()(x).numpy()
+    feed = x.permute(0, 2, 3, 1) if layout == "NHWC" else x
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.ascontiguousarray(feed.numpy(), dtype=np.float32))
+    interpreter.invoke()
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    err = float(np.abs(out - ref).max() / max(float(np.abs(ref).max()), 1e-12))
+    if not err < 1e-4:
+        raise ExportError(f"the float TFLite model does not reproduce the torch model (relative error {err:.2e})")
 
 
 def export_tflite(
@@ -122,6 +144,8 @@ def export_tflite(
         interpreter.invoke()
     except Exception as exc:
         raise ExportError(f"the TFLite interpreter cannot run the exported model: {exc}") from exc
+    if quantizer is None:
+        _check_float(interpreter, module, card, layout)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -1,4 +1,8 @@
-"""``shrinkface bench runtime|models``: latency benchmarks that write JSON and markdown (torch-free)."""
+"""``shrinkface bench runtime|models``: latency benchmarks that write JSON and markdown (torch-free).
+
+shrinkface bench runtime [-m MODEL]… [--runs N] [--out DIR]
+shrinkface bench models ARTIFACT… [--threads 1,4] [--runs N] [--crops DIR] [--out DIR]
+"""
 
 from __future__ import annotations
 
@@ -47,3 +51,30 @@ def register(app: typer.Typer) -> None:
         markdown = render_markdown(report)
         (out / "bench_runtime.md").write_text(markdown)
         console.print(markdown)
+
+    @group.command("models")
+    def models(
+        artifacts: Annotated[list[Path], typer.Argument(help="Exported .onnx/.tflite files.")],
+        threads: Annotated[str, typer.Option("--threads", help="Thread counts, comma-separated.")] = "1",
+        runs: Annotated[int, typer.Option("--runs", help="Timed runs per file.")] = 200,
+        warmup: Annotated[int, typer.Option("--warmup", help="Untimed runs first.")] = 20,
+        crops_dir: Annotated[
+            Path | None, typer.Option("--crops", help="Aligned training crops, never LFW (default glint-celeb6).")
+        ] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Write bench.json and bench.md here.")] = None,
+    ) -> None:
+        """Batch-1 latency (median of RUNS) per stage, preprocess, invoke and embed, plus each file's size."""
+        from shrinkface.runtime.aligned_crops import default_crops_dir, load_aligned_crops
+        from shrinkface.runtime.bench_models import bench_models, render_markdown
+        from shrinkface.runtime.embed import load_embedder
+
+        counts = [int(t) for t in threads.split(",") if t.strip()]
+        card = load_embedder(artifacts[0]).card
+        crops, _ = load_aligned_crops(crops_dir or default_crops_dir(), 32, card)
+        report = bench_models(artifacts, crops, counts, runs, warmup)
+        text = render_markdown(report)
+        typer.echo(text)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+            (out / "bench.md").write_text(text)

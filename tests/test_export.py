@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -254,6 +255,47 @@ def test_int8_tflite_is_full_integer_with_card_from_its_tensors(kind: str, base:
     assert card.output_zero_point == out["quantization"][1]
 
 
+def test_tflite_op_lists_prelu_and_residual_adds(base: Path, data_dir: Path) -> None:
+    """Float: one PRELU op per nn.PReLU (native lowering, no RELU/MUL/SUB chain). int8: every conv int8, each
+    PReLU one float PRELU (the model's own slopes) between DEQUANTIZE and QUANTIZE; one XNNPACK partition each."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from shrinkface.runtime.bench_models import litert_ops
+
+    arts = {a.path.name: a.path for a in fx.exports("prelu", base, data_dir).artifacts}
+    model, _ = load_student_checkpoint(fx.checkpoint("prelu", base, data_dir))
+    n_prelu = sum(isinstance(m, torch.nn.PReLU) for m in model.modules())
+    n_add = 12  # MobileFaceNet: the residual blocks of its 4 + 6 + 2 repeated bottlenecks
+    for name in ("prelu.float.tflite", "prelu.int8.tflite"):
+        info = litert_ops(_loaded(Interpreter(model_path=str(arts[name]), num_threads=1)))
+        assert info["delegate_partitions"] == 1, (name, info)
+        assert info["ops"]["PRELU"] == n_prelu == 33 and "SUB" not in info["ops"] and "RELU" not in info["ops"]
+    plain = _loaded(
+        Interpreter(
+            model_path=str(arts["prelu.int8.tflite"]),
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+    )
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in plain.get_tensor_details()}
+    ops = plain._get_ops_details()
+    adds = [o for o in ops if o["op_name"] == "ADD"]  # kept float on purpose (see make_quantizer)
+    assert len(adds) == n_add and all(dtypes[o["outputs"][0]] == np.float32 for o in adds)
+    convs = [o for o in ops if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert all(dtypes[o["outputs"][0]] == np.int8 for o in convs)
+    prelus = [o for o in ops if o["op_name"] == "PRELU"]
+    assert all(dtypes[i] == np.float32 for o in prelus for i in o["inputs"])
+    slopes = [m.weight.detach().numpy() for m in model.modules() if isinstance(m, torch.nn.PReLU)]
+    for op, slope in zip(prelus, slopes, strict=True):  # the model's own float slopes, not int8 ones
+        np.testing.assert_array_equal(plain.get_tensor(op["inputs"][1]).ravel(), slope)
+    n_dequantize = sum(o["op_name"] == "DEQUANTIZE" for o in ops)
+    assert n_prelu <= n_dequantize <= n_prelu + 2 * n_add  # before each PReLU, and before the adds
+
+
+def _loaded(interpreter: Any) -> Any:
+    interpreter.allocate_tensors()
+    return interpreter
+
+
 def test_onnx_files_pass_the_checker_with_opset_20(base: Path, data_dir: Path) -> None:
     import onnx
 
@@ -319,11 +361,12 @@ def test_onnx_int8_by_onnxruntime_quantize_static(base: Path, data_dir: Path) ->
     assert np.einsum("ij,ij->i", ref, load_embedder(art.path).embed(crops, flip=False)).mean() > 0.6
 
 
-def test_bench_models_cli(base: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_bench_models_on_exported_int8(base: Path, data_dir: Path, tmp_path: Path) -> None:
+    """The runtime's `bench models` times a float and a full-int8 export (int8 input dtype read from the card)."""
     import typer
     from typer.testing import CliRunner
 
-    from shrinkface.export.cli import register
+    from shrinkface.runtime.cli_bench import register
 
     app = typer.Typer()
     register(app)
@@ -332,8 +375,6 @@ def test_bench_models_cli(base: Path, data_dir: Path, tmp_path: Path) -> None:
         app, ["bench", "models", *files, "--runs", "5", "--warmup", "1", "--out", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "bench.json").read_text())
-    rows = {r["file"]: r for r in report["results"]}
+    rows = {r["file"]: r for r in json.loads((tmp_path / "bench.json").read_text())["results"]}
     assert set(rows) == {"relu.float.tflite", "relu.int8.tflite"}
     assert rows["relu.int8.tflite"]["input_dtype"] == "int8" and rows["relu.int8.tflite"]["invoke"]["median_ms"] > 0
-    assert "relu.int8.tflite" in (tmp_path / "bench.md").read_text()

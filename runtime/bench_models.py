@@ -88,7 +88,24 @@ def runtime_info(embedder: Any) -> dict[str, Any]:
         info["ai-edge-litert"] = version("ai-edge-litert")
     except Exception:  # pragma: no cover - version lookup is informational only
         pass
+    interpreter = getattr(embedder, "interpreter", None)
+    if interpreter is not None and hasattr(interpreter, "_get_ops_details"):
+        info.update(litert_ops(interpreter))
     return info
+
+
+def litert_ops(interpreter: Any) -> dict[str, Any]:
+    """How a LiteRT graph runs: its op counts and the number of XNNPACK (delegate) partitions.
+
+    ``_get_ops_details`` lists the file's own ops plus one ``DELEGATE`` node per delegated partition; a graph
+    split into several partitions (an op the delegate refuses) is slow, and the count shows it.
+    """
+    ops = interpreter._get_ops_details()
+    counts: dict[str, int] = {}
+    for op in ops:
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    partitions = counts.pop("DELEGATE", 0)
+    return {"delegate_partitions": partitions, "ops": dict(sorted(counts.items()))}
 
 
 def bench_models(
@@ -117,12 +134,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Machine: {report['machine']['platform']} ({report['machine']['processor']}); batch 1; "
         f"median of {report['results'][0]['runs'] if report['results'] else 0} runs.",
         "",
-        "| file | backend | input | threads | invoke ms | embed ms (preprocess + invoke + normalise) | MB |",
-        "|---|---|---|---|---|---|---|",
+        "| file | backend | input | threads | invoke ms | embed ms (preprocess + invoke + normalise) | MB "
+        "| delegate partitions |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         lines.append(
             f"| {r['file']} | {r['backend']} | {r['input_dtype']} {r['layout']} | {r['threads']} | "
-            f"{r['invoke']['median_ms']:.3f} | {r['embed']['median_ms']:.3f} | {r['bytes'] / 1e6:.2f} |"
+            f"{r['invoke']['median_ms']:.3f} | {r['embed']['median_ms']:.3f} | {r['bytes'] / 1e6:.2f} | "
+            f"{r['runtime'].get('delegate_partitions', '—')} |"
         )
     return "\n".join(lines) + "\n"
