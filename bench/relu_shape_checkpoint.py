@@ -16,6 +16,7 @@ import torch
 from shrinkface.export.calib import default_calibration_dir, load_calibration_crops
 from shrinkface.export.checkpoint import load_student_checkpoint, save_student_checkpoint
 from shrinkface.train.students import build_student
+from shrinkface.train.students.common import recalibrate_batchnorm
 
 
 def main(out: Path, source: Path = Path("runs/warm_ensemble/student.pt")) -> Path:
@@ -27,15 +28,7 @@ def main(out: Path, source: Path = Path("runs/warm_ensemble/student.pt")) -> Pat
     model = build_student(**config)
     crops, _ = load_calibration_crops(default_calibration_dir(), 96, card)
     x = torch.from_numpy(card.preprocess(np.ascontiguousarray(crops)))
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches below
-    model.train()
-    with torch.no_grad():
-        for i in range(0, len(x), 32):
-            model(x[i : i + 32])
-    return save_student_checkpoint(model.eval(), config, out)
+    return save_student_checkpoint(recalibrate_batchnorm(model, x), config, out)
 
 
 if __name__ == "__main__":

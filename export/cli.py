@@ -77,7 +77,14 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--equalise/--no-equalise", help="Activation equalisation before int8.")
         ] = True,
         stem: Annotated[str | None, typer.Option("--stem", help="File name stem (default: checkpoint stem).")] = None,
-        threads: Annotated[int | None, typer.Option("--threads", help="torch threads.")] = None,
+        threads: Annotated[
+            int | None,
+            typer.Option(
+                "--threads",
+                help="torch threads (default 1: int8 calibration ranges depend on the float summation order, "
+                "so the files are byte-identical across machines only at the same thread count).",
+            ),
+        ] = 1,
     ) -> None:
         """Export CHECKPOINT; writes the files, with the model card inside each, and export.json."""
         from shrinkface.export.exporter import export_checkpoint

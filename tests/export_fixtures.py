@@ -48,6 +48,7 @@ def make_checkpoint(kind: str, folder: Path, data_dir: Path) -> Path:
     from shrinkface.runtime.assets import asset_path
     from shrinkface.runtime.card import ModelCard
     from shrinkface.train.students import build_student
+    from shrinkface.train.students.common import recalibrate_batchnorm
 
     torch.manual_seed(0)
     config = PRELU if kind == "prelu" else RELU
@@ -58,15 +59,7 @@ def make_checkpoint(kind: str, folder: Path, data_dir: Path) -> Path:
         warm_start_from_onnx(model, asset_path("faceplugin"))
     else:
         x = torch.from_numpy(ModelCard(name="x", embedding_size=128).preprocess(glint_crops(data_dir, 96, 3)))
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the batches below
-        model.train()
-        with torch.no_grad():
-            for i in range(0, len(x), 32):
-                model(x[i : i + 32])
-        model.eval()
+        recalibrate_batchnorm(model, x)
     folder.mkdir(parents=True, exist_ok=True)
     return save_student_checkpoint(model, config, folder / f"{kind}.pt")
 

@@ -34,7 +34,20 @@ def test_warm_start_matches_onnxruntime(data_dir: Path, asset_file) -> None:
 
 
 def test_warm_start_refuses_wrong_student(asset_file) -> None:
+    with pytest.raises(ModelError, match=r"weight \(64, 3, 3, 3\) does not fit \(32, 3, 3, 3\)"):
+        warm_start_from_onnx(build_student("mobilefacenet", embedding_size=512, width=0.5), asset_file("faceplugin"))
     with pytest.raises(ModelError, match="embedding_size=512"):
-        warm_start_from_onnx(
-            build_student("mobilefacenet", embedding_size=512, activation="relu"), asset_file("faceplugin")
-        )
+        warm_start_from_onnx(build_student("mobilenetv2", embedding_size=512), asset_file("faceplugin"))
+
+
+def test_relu_twin_takes_the_convolutions_and_drops_the_slopes(asset_file) -> None:
+    prelu = warm_start_from_onnx(build_student("mobilefacenet", embedding_size=512), asset_file("faceplugin"))
+    relu = warm_start_from_onnx(
+        build_student("mobilefacenet", embedding_size=512, activation="relu"), asset_file("faceplugin")
+    )
+    assert not any(isinstance(m, torch.nn.PReLU) for m in relu.modules())
+    weights = {k: v for k, v in prelu.state_dict().items() if not k.endswith("num_batches_tracked")}
+    relu_state = relu.state_dict()
+    shared = [k for k in weights if k in relu_state]
+    assert len(shared) == len(relu_state) - sum(k.endswith("num_batches_tracked") for k in relu_state)
+    assert all(torch.equal(weights[k], relu_state[k]) for k in shared)

@@ -48,7 +48,10 @@ def _identity_bn(bn: nn.BatchNorm1d | nn.BatchNorm2d, bias: np.ndarray | None) -
 
 
 def warm_start_from_onnx(student: FaceStudent, onnx_path: str | Path) -> FaceStudent:
-    """Load ``onnx_path``'s weights into ``student`` in place (shapes must match exactly) and return it."""
+    """Load ``onnx_path``'s weights into ``student`` in place (shapes must match exactly) and return it.
+
+    A student without PReLUs (activation ``relu``/``relu6``) gets the convolutions and not the slopes.
+    """
     path = Path(onnx_path)
     convs, slopes = _onnx_layers(path)
     targets: list[tuple[nn.Module, nn.Module]] = []  # (conv or linear, the BN that follows it)
@@ -58,7 +61,8 @@ def warm_start_from_onnx(student: FaceStudent, onnx_path: str | Path) -> FaceStu
             bn = next(m for m in modules[index + 1 :] if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d))
             targets.append((module, bn))
     prelus = [m for m in modules if isinstance(m, nn.PReLU)]
-    if len(targets) != len(convs) or len(prelus) != len(slopes):
+    # A ReLU/ReLU6 twin takes the convolutions only: the slopes are dropped, distillation re-learns the rest.
+    if len(targets) != len(convs) or len(prelus) not in (0, len(slopes)):
         raise ModelError(
             f"{path.name} has {len(convs)} convs / {len(slopes)} PReLUs, the student {len(targets)} / "
             f"{len(prelus)}: build it as mobilefacenet with embedding_size=512, width 1, PReLU"
@@ -72,6 +76,6 @@ def warm_start_from_onnx(student: FaceStudent, onnx_path: str | Path) -> FaceStu
                 raise ModelError(f"{path.name}: weight {tuple(w.shape)} does not fit {tuple(layer.weight.shape)}")
             layer.weight.copy_(w)
             _identity_bn(bn, bias)
-        for prelu, slope in zip(prelus, slopes, strict=True):
+        for prelu, slope in zip(prelus, slopes if prelus else [], strict=True):
             prelu.weight.copy_(torch.from_numpy(slope.astype(np.float32).reshape(-1)))
     return student

@@ -202,3 +202,16 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0.0, 0.01)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, batch: int = 32) -> nn.Module:
+    """Replace every BatchNorm's running statistics by the cumulative average over ``inputs`` (N, C, H, W)."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for i in range(0, len(inputs), batch):
+        model(inputs[i : i + batch])
+    return model.eval()

@@ -133,20 +133,7 @@ public class EmbedGoldenTest {
             for (Map<String, Object> model : list(record.get("models"))) {
                 ModelCard card = ModelCard.fromMap(Golden.obj(model, "card"));
                 Map<String, Object> tensor = Golden.obj(Golden.obj(record, "inputs"), (String) model.get("input"));
-                String where = file.getName() + " " + model.get("file");
-                assertEquals(where, card.inputDtype, tensor.get("dtype"));
-                if (card.isQuantizedInput()) {
-                    assertArrayEquals(where, Golden.bytes(tensor), card.quantize(crop));
-                } else {
-                    float[] expected = Golden.floats(tensor);
-                    float[] got = card.normalize(crop);
-                    assertEquals(where, expected.length, got.length);
-                    for (int i = 0; i < got.length; i++) {
-                        if (Float.floatToIntBits(expected[i]) != Float.floatToIntBits(got[i])) {
-                            throw new AssertionError(where + ": value " + i + " is " + got[i] + ", expected " + expected[i]);
-                        }
-                    }
-                }
+                Golden.assertInputTensor(file.getName() + " " + model.get("file"), card, crop, tensor);
                 checked++;
             }
         }

@@ -104,6 +104,31 @@ final class Golden {
         return out;
     }
 
+    /** The card's input tensor from {@code crop} equals the golden {@code tensor} bit for bit (int8 or float). */
+    static void assertInputTensor(String where, ModelCard card, byte[] crop, Map<String, Object> tensor) {
+        if (!card.inputDtype.equals(tensor.get("dtype"))) {
+            throw new AssertionError(where + ": dtype " + tensor.get("dtype") + ", card says " + card.inputDtype);
+        }
+        if (card.isQuantizedInput()) {
+            byte[] expected = bytes(tensor);
+            byte[] got = card.quantize(crop);
+            if (!Arrays.equals(expected, got)) {
+                throw new AssertionError(where + ": int8 input tensor differs from the golden one");
+            }
+            return;
+        }
+        float[] expected = floats(tensor);
+        float[] got = card.normalize(crop);
+        if (expected.length != got.length) {
+            throw new AssertionError(where + ": " + got.length + " values, expected " + expected.length);
+        }
+        for (int i = 0; i < got.length; i++) {
+            if (Float.floatToIntBits(expected[i]) != Float.floatToIntBits(got[i])) {
+                throw new AssertionError(where + ": value " + i + " is " + got[i] + ", expected " + expected[i]);
+            }
+        }
+    }
+
     /** The full source image: the stored region pasted into a black image of the original size. */
     static byte[] sourceImage(Map<String, Object> record) {
         int width = integer(record, "image_width");

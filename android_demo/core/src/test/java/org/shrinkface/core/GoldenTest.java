@@ -87,20 +87,7 @@ public class GoldenTest {
                 Map<String, Object> item = (Map<String, Object>) entry.getValue();
                 ModelCard card = ModelCard.fromJson((String) item.get("card_json"));
                 Map<String, Object> tensor = Golden.obj(item, "tensor");
-                String where = file.getName() + " " + entry.getKey();
-                assertEquals(where, card.inputDtype, tensor.get("dtype"));
-                if (card.isQuantizedInput()) {
-                    assertArrayEquals(where, Golden.bytes(tensor), card.quantize(crop));
-                } else {
-                    float[] expected = Golden.floats(tensor);
-                    float[] got = card.normalize(crop);
-                    assertEquals(where, expected.length, got.length);
-                    for (int i = 0; i < got.length; i++) {
-                        if (Float.floatToIntBits(expected[i]) != Float.floatToIntBits(got[i])) {
-                            throw new AssertionError(where + ": value " + i + " is " + got[i] + ", expected " + expected[i]);
-                        }
-                    }
-                }
+                Golden.assertInputTensor(file.getName() + " " + entry.getKey(), card, crop, tensor);
                 checked++;
             }
         }
