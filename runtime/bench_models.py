@@ -9,7 +9,6 @@ another one. Torch-free: it can run on the device itself.
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,13 +115,11 @@ def bench_models(
     warmup: int = 20,
 ) -> dict[str, Any]:
     """Every file × every thread count, interleaved per thread count so that machine noise hits all alike."""
+    from shrinkface.runtime.bench_runtime import machine_info
+
     rows = [bench_model(p, crops, t, runs, warmup) for t in threads for p in paths]
     return {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(),
         "crops": len(crops),
         "results": rows,
     }

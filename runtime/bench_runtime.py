@@ -23,6 +23,15 @@ from shrinkface.runtime.image import load_image
 STAGES = ("decode", "detect", "align", "embed")
 
 
+def machine_info() -> dict[str, str]:
+    """Platform, processor and Python version, for a benchmark report."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
 def _median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
     for _ in range(warmup):
         fn()
@@ -80,11 +89,7 @@ def bench_runtime(
         "threads": 1,
         "images": [str(p) for p in images],
         "image_sizes": sorted({f"{img.shape[1]}x{img.shape[0]}" for img in rgbs}),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(),
         "results": results,
     }
 
