@@ -193,12 +193,15 @@ def write() -> None:
     print(f"wrote {len(list(CONFIG_DIR.glob('*.yaml')))} configs to {CONFIG_DIR}")
 
 
-def final_eval(name: str) -> dict[str, Any] | None:
+def read_log(name: str) -> list[dict[str, Any]]:
+    """The events of ``runs/ablation/<name>/log.jsonl`` (none when the run has not started)."""
     log = RUN_DIR / name / "log.jsonl"
-    if not log.is_file():
-        return None
-    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    evals = [e for e in events if e.get("event") == "eval"]
+    return [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.is_file() else []
+
+
+def final_eval(name: str) -> dict[str, Any] | None:
+    """The last evaluation event of a run, or None."""
+    evals = [e for e in read_log(name) if e.get("event") == "eval"]
     return evals[-1] if evals else None
 
 

@@ -10,16 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ablation import BATCH, CONFIG_DIR, METHODS, RUN_DIR, STEPS, final_eval, row_config, rows
+from ablation import BATCH, CONFIG_DIR, METHODS, RUN_DIR, STEPS, final_eval, read_log, row_config, rows
 
 ROOT = CONFIG_DIR.parents[1]
 OUT = ROOT / "docs" / "results" / "ablation"
 
 
 def _log_stats(name: str) -> dict[str, Any]:
-    log = RUN_DIR / name / "log.jsonl"
-    events = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.is_file() else []
-    steps = [e for e in events if "step" in e and "loss" in e]
+    steps = [e for e in read_log(name) if "step" in e and "loss" in e]
     ips = [e["images_per_s"] for e in steps if "images_per_s" in e]
     return {
         "first_loss": steps[0]["loss"] if steps else None,
