@@ -11,8 +11,9 @@ int8 activations).
 
 QAT objective: the angular distance to the float model's own embedding of the same crop (mirrored with
 probability ½), ``L = mean_i (1 − cos(f_q(x_i), f(x_i)))`` — final-stage angular distillation (Duong et al.,
-ShrinkTeaNet, arXiv 1905.10620) with the float model as teacher. The BatchNorm statistics stay frozen (the
-graph runs in eval mode: a short fine-tune of a trained model), the observers follow the activations until
+ShrinkTeaNet, arXiv 1905.10620) with the float model as teacher. The BatchNorm statistics stay frozen (a
+short fine-tune of a trained model): the conv BatchNorms are folded into their convolutions before export
+(``fold_conv_bn``), so the QAT graph holds plain fake-quantised convolutions; the observers follow the activations until
 ``observer_freeze`` of the steps and are frozen after. Data: real aligned training faces only (``calib.py``).
 """
 
@@ -109,6 +110,26 @@ def fold_embedding_bn(model: nn.Module, input_size: tuple[int, int] = (112, 112)
     err = float((ref - out).abs().max() / ref.abs().max().clamp_min(1e-12))
     if not err < 1e-4:
         raise ExportError(f"folding the embedding BatchNorm changed the outputs (relative error {err:.2e})")
+    return folded
+
+
+def fold_conv_bn(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (eval mode) with every ``Conv2d → BatchNorm2d`` pair inside an ``nn.Sequential``
+    folded into the ``Conv2d`` (which gains a bias).
+
+    Used before QAT: with the BatchNorm statistics frozen, the folded graph computes the same function, and
+    ``prepare_qat_pt2e`` then fake-quantises plain convolutions instead of its conv-BN training pattern (which
+    runs every convolution twice to simulate the BatchNorm fold).
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if isinstance(module, nn.Sequential):
+            for (name_a, a), (name_b, b) in itertools.pairwise(list(module.named_children())):
+                if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                    setattr(module, name_a, fuse_conv_bn_eval(a, b))
+                    setattr(module, name_b, nn.Identity())
     return folded
 
 
@@ -230,7 +251,7 @@ def quantize_qat(
         targets_flip = torch.cat([model(c.flip(3)) for c in _batches(train_x, 8)])
         hold_t = torch.cat([model(c) for c in _batches(hold_x, 8)]) if n_hold else None
     quantizer = make_quantizer(qat=True)
-    prepared = prepare_qat_pt2e(export_graph(model, tuple(inputs.shape[2:])), quantizer)
+    prepared = prepare_qat_pt2e(export_graph(fold_conv_bn(model), tuple(inputs.shape[2:])), quantizer)
     move_exported_model_to_eval(prepared)  # frozen BN statistics; fake-quant and observers stay active
     params = [p for p in prepared.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)

@@ -127,6 +127,24 @@ def test_fold_refuses_an_unfoldable_batchnorm() -> None:
         qat.fold_embedding_bn(model, input_size=(8, 8))
 
 
+def test_fold_conv_bn_removes_every_conv_batchnorm_and_keeps_the_function(data_dir: Path) -> None:
+    model = build_student("mobilefacenet", 128, 0.25, "prelu").eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-trivial BatchNorm2d statistics and affine parameters
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    folded = qat.fold_conv_bn(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    x = torch.from_numpy(ModelCard(name="x", embedding_size=128).preprocess(fx.glint_crops(data_dir, 8)))
+    with torch.no_grad():
+        ref, out = model(x), folded(x)
+    assert torch.allclose(ref, out, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+
 def test_equalisation_keeps_the_function_and_evens_ranges(data_dir: Path) -> None:
     model = build_student("mobilefacenet", 128, 0.25, "prelu").eval()
     x = torch.from_numpy(ModelCard(name="x", embedding_size=128).preprocess(fx.glint_crops(data_dir, 24)))
