@@ -73,6 +73,10 @@ def register(app: typer.Typer) -> None:
         qat_steps: Annotated[int | None, typer.Option("--qat-steps", help="QAT steps (default 300).")] = None,
         qat_batch: Annotated[int | None, typer.Option("--qat-batch", help="QAT batch (default 32).")] = None,
         qat_lr: Annotated[float | None, typer.Option("--qat-lr", help="QAT learning rate (default 1e-5).")] = None,
+        float_modules: Annotated[
+            str | None,
+            typer.Option("--float-modules", help="Student modules kept float in the int8 files (e.g. stem)."),
+        ] = None,
         equalise: Annotated[
             bool, typer.Option("--equalise/--no-equalise", help="Activation equalisation before int8.")
         ] = True,
@@ -98,6 +102,7 @@ def register(app: typer.Typer) -> None:
             "qat_steps": qat_steps,
             "qat_batch": qat_batch,
             "qat_lr": qat_lr,
+            "float_modules": float_modules,
         }
         targets = plan_exports(formats, quant, "qat" if qat else "ptq", layout, options)
         has_int8 = any(t.quant == "int8" for t in targets)

@@ -110,6 +110,9 @@ FORMATS: dict[str, FormatSpec] = {
 #: Options that only matter when some target is int8 (calibration and QAT settings).
 INT8_OPTIONS: dict[str, OptionSpec] = {
     "calib_size": OptionSpec(int, 256, minimum=8, maximum=20000, help="aligned faces used to calibrate"),
+    "float_modules": OptionSpec(
+        str, "", help="comma-separated student modules kept float inside the int8 file (e.g. stem); I/O stays int8"
+    ),
 }
 QAT_OPTIONS: dict[str, OptionSpec] = {
     "qat_steps": OptionSpec(int, 300, minimum=1, maximum=100000, help="QAT optimiser steps"),
@@ -207,6 +210,8 @@ def plan_exports(
                 for k, s in spec.options.items()
                 if q == "int8" or not s.int8_only
             }
+            if opts.get("onnx_int8") == "ort" and given.get("float_modules"):
+                raise ExportConfigError("onnx_int8=ort quantises every op; float_modules needs the default pt2e")
             if opts.get("onnx_int8") == "ort" and method == "qat":
                 raise ExportConfigError("onnx_int8=ort is post-training only; use the default pt2e with --qat")
             if q == "int8":

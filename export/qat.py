@@ -181,8 +181,52 @@ class QuantResult:
         return out
 
 
-def _convert(prepared: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule]:
-    """(graph for litert-torch, graph with int8 weight constants for ONNX) from one calibrated model.
+def _in_module(node: torch.fx.Node, name: str) -> bool:
+    """True if ``node`` was traced inside the module ``name`` (dotted, as in ``named_modules``)."""
+    stack = node.meta.get("nn_module_stack", {})
+    return any(path == name or path.startswith(name + ".") for path, _ in stack.values())
+
+
+def keep_float(graph: torch.fx.GraphModule, name: str) -> int:
+    """Run module ``name`` in float inside a converted graph: bypass every quantize → dequantize pair whose
+    value is used only inside it (its weights and its input activations), except the model input's own pair,
+    so the file's input stays int8. Returns how many pairs were bypassed; 0 for an unknown name.
+
+    litert-torch's quantiser cannot leave a module out (``set_module_name(name, None)`` asserts); bypassing
+    after conversion gives the same graph: the module's ops see float weights and float inputs, and the
+    quantize after its output (used outside it) stays.
+    """
+    bypassed = 0
+    for node in list(graph.graph.nodes):
+        if node.op != "call_function" or "dequantize" not in str(node.target):
+            continue
+        source = node.args[0]
+        if not isinstance(source, torch.fx.Node) or "quantize" not in str(source.target):
+            continue
+        value = source.args[0]
+        if isinstance(value, torch.fx.Node) and value.op == "placeholder":
+            continue  # the model input: keep it int8
+        if node.users and all(_in_module(user, name) for user in node.users):
+            node.replace_all_uses_with(value)
+            bypassed += 1
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    return bypassed
+
+
+def _keep_modules_float(graph: torch.fx.GraphModule, names: str | tuple[str, ...]) -> None:
+    """``keep_float`` for each of ``names`` (a tuple, or a comma-separated string); an unknown name is an error."""
+    listed = tuple(n.strip() for n in names.split(",")) if isinstance(names, str) else names
+    for name in filter(None, listed):
+        if not keep_float(graph, name):
+            raise ExportError(f"float_modules: no quantised op inside module {name!r} (e.g. stem, stage4.0, head)")
+
+
+def _convert(
+    prepared: torch.fx.GraphModule, float_modules: str | tuple[str, ...] = ()
+) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule]:
+    """(graph for litert-torch, graph with int8 weight constants for ONNX) from one calibrated model, with
+    ``float_modules`` run in float (``keep_float``).
 
     ``convert_pt2e`` runs once (with QAT it re-matches every conv-BN pattern, which is slow); the ONNX copy then
     gets the constant folding that ``convert_pt2e(fold_quantize=True)`` would have applied.
@@ -191,6 +235,7 @@ def _convert(prepared: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, torc
     from torchao.quantization.pt2e.quantize_pt2e import _quant_node_constraint, convert_pt2e
 
     graph = convert_pt2e(prepared, fold_quantize=False)
+    _keep_modules_float(graph, float_modules)
     folded = copy.deepcopy(graph)
     constant_fold(folded, _quant_node_constraint)
     return graph, folded
@@ -202,7 +247,9 @@ def _batches(x: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [x[i : i + size] for i in range(0, len(x), size)]
 
 
-def quantize_ptq(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8) -> QuantResult:
+def quantize_ptq(
+    model: nn.Module, inputs: torch.Tensor, batch_size: int = 8, float_modules: str | tuple[str, ...] = ()
+) -> QuantResult:
     """Post-training quantisation: calibrate the (folded) float ``model`` on ``inputs`` (N, 3, H, W)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
@@ -212,7 +259,7 @@ def quantize_ptq(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8) ->
     with torch.no_grad():
         for chunk in _batches(inputs, batch_size):
             prepared(chunk)
-    graph, onnx_graph = _convert(prepared)
+    graph, onnx_graph = _convert(prepared, float_modules)
     return QuantResult(
         graph, onnx_graph, quantizer, "ptq", "ptq", calib_count=len(inputs), seconds=time.perf_counter() - t0
     )
@@ -233,6 +280,7 @@ def quantize_qat(
     observer_freeze: float = 0.75,
     log_every: int = 10,
     progress: Callable[[int, float], None] | None = None,
+    float_modules: str | tuple[str, ...] = (),
 ) -> QuantResult:
     """Quantisation-aware fine-tuning towards the float model's embeddings (see the module docstring).
 
@@ -283,7 +331,7 @@ def quantize_qat(
         with torch.no_grad():
             y = torch.cat([prepared(c) for c in _batches(hold_x, 8)])
         heldout_cos = float(nn.functional.cosine_similarity(y, hold_t, dim=1).mean())
-    graph, onnx_graph = _convert(prepared)
+    graph, onnx_graph = _convert(prepared, float_modules)
     return QuantResult(
         graph,
         onnx_graph,
@@ -305,9 +353,10 @@ def quantize(
     progress: Callable[[int, float], None] | None = None,
 ) -> QuantResult:
     """PTQ, or QAT with a fallback to PTQ when QAT fails (the result says which was used and why)."""
-    if method == "ptq":
-        return quantize_ptq(model, inputs)
     opts = qat_options or {}
+    keep = opts.get("float_modules") or ()
+    if method == "ptq":
+        return quantize_ptq(model, inputs, float_modules=keep)
     try:
         return quantize_qat(
             model,
@@ -316,9 +365,10 @@ def quantize(
             batch_size=int(opts.get("qat_batch", 32)),
             lr=float(opts.get("qat_lr", 1e-5)),
             progress=progress,
+            float_modules=keep,
         )
     except Exception as exc:  # any QAT failure: keep going with calibration only, and say so
-        result = quantize_ptq(model, inputs)
+        result = quantize_ptq(model, inputs, float_modules=keep)
         result.requested = "qat"
         result.fallback_reason = f"QAT failed ({type(exc).__name__}: {str(exc)[:300]}); used PTQ"
         return result

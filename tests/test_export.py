@@ -70,6 +70,8 @@ def test_plan_defaults_and_order() -> None:
         ("onnx", "float", "ptq", None, {"opset": 13}, "outside 18–21"),
         ("onnx,onnx", "float", "ptq", None, {}, "listed twice"),
         ("onnx", "int8", "ptq", None, {"frobnicate": 1}, "no format takes it"),
+        ("tflite", "float", "ptq", None, {"float_modules": "stem"}, "only applies to int8"),
+        ("onnx", "int8", "ptq", None, {"onnx_int8": "ort", "float_modules": "stem"}, "needs the default pt2e"),
     ],
 )
 def test_plan_refuses_unsupported(formats, quants, method, layout, options, message) -> None:
@@ -143,6 +145,28 @@ def test_fold_conv_bn_removes_every_conv_batchnorm_and_keeps_the_function(data_d
     with torch.no_grad():
         ref, out = model(x), folded(x)
     assert torch.allclose(ref, out, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+
+def test_float_modules_run_in_float_and_keep_the_int8_input(data_dir: Path) -> None:
+    model = qat.fold_embedding_bn(build_student("mobilefacenet", 128, 0.25, "prelu").eval())
+    x = torch.from_numpy(ModelCard(name="x", embedding_size=128).preprocess(fx.glint_crops(data_dir, 16)))
+    graph = qat.quantize_ptq(model, x, float_modules="stem").graph
+    nodes = list(graph.graph.nodes)
+    convs = [n for n in nodes if "conv2d" in str(n.target)]
+    stem, rest = [n for n in convs if qat._in_module(n, "stem")], [n for n in convs if not qat._in_module(n, "stem")]
+    assert len(stem) == 2 and rest
+    # stem convolutions read float weights, the second a float activation; every other convolution reads
+    # dequantised weights and activations
+    assert all("dequantize" not in str(n.args[1].target) for n in stem)
+    assert "dequantize" not in str(stem[1].args[0].target)
+    assert all(all("dequantize" in str(a.target) for a in n.args[:2]) for n in rest)
+    # the first reads the model input through its quantize → dequantize pair: the int8 file keeps int8 input
+    assert "dequantize" in str(stem[0].args[0].target)
+    assert stem[0].args[0].args[0].args[0].op == "placeholder"
+    with torch.no_grad():
+        assert torch.isfinite(graph(x[:2])).all()
+    with pytest.raises(ExportError, match="no quantised op inside module 'nope'"):
+        qat.quantize_ptq(model, x[:8], float_modules="nope")
 
 
 def test_equalisation_keeps_the_function_and_evens_ranges(data_dir: Path) -> None:
