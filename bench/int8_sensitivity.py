@@ -2,10 +2,11 @@
 
 Each variant runs the export's own int8 recipe (embedding BatchNorm folded, activation equalisation on 128
 calibration faces, litert-torch's PT2E quantiser, PTQ on the calibration faces), then bypasses the
-quantize/dequantize pairs that feed the part kept float (litert-torch's quantiser cannot leave a module out:
-``set_module_name(part, None)`` asserts), and compares the converted (quantize/dequantize) torch graph with the float
-model on held-out aligned faces that calibration never saw. The converted graph is the one litert-torch turns
-into the int8 .tflite, so its cosine tracks the file's (parity.md reports the files themselves on LFW).
+quantize/dequantize pairs that feed the part kept float (``export.qat.keep_float``, what ``shrinkface export
+--float-modules`` does; the model input stays quantised), and compares the converted (quantize/dequantize)
+torch graph with the float model on held-out aligned faces that calibration never saw. The converted graph is
+the one litert-torch turns into the int8 .tflite, so its cosine tracks the file's (parity.md reports the files
+themselves on LFW).
 
     .venv/bin/python bench/int8_sensitivity.py runs/warm_ensemble_abc/student.pt \\
         --heldout ~/.cache/shrinkface/aligned/utkface --out docs/results/int8_sensitivity
@@ -25,34 +26,10 @@ import torch
 from shrinkface.export.calib import default_calibration_dir, load_calibration_crops
 from shrinkface.export.checkpoint import load_student_checkpoint
 from shrinkface.export.equalize import equalize
-from shrinkface.export.qat import _batches, export_graph, fold_embedding_bn, make_quantizer
+from shrinkface.export.qat import _batches, export_graph, fold_embedding_bn, keep_float, make_quantizer
 
 #: the parts kept float, one variant each ("" = everything int8, the shipped recipe)
 PARTS = ("", "stem", "stage4", "stage8", "stage16", "neck", "head.gdc", "head.linear", "head")
-
-
-def _in_part(node: torch.fx.Node, part: str) -> bool:
-    """True if ``node`` was traced inside module ``part`` (a dotted name)."""
-    stack = node.meta.get("nn_module_stack", {})
-    return any(path == part or path.startswith(part + ".") for path, _ in stack.values())
-
-
-def keep_float(graph: torch.fx.GraphModule, part: str) -> int:
-    """Bypass every quantize → dequantize pair whose dequantised value is used only inside ``part``: the
-    ops there then see float weights and float inputs. Returns how many pairs were bypassed."""
-    bypassed = 0
-    for node in list(graph.graph.nodes):
-        if node.op != "call_function" or "dequantize" not in str(node.target):
-            continue
-        source = node.args[0]
-        if not isinstance(source, torch.fx.Node) or "quantize" not in str(source.target):
-            continue
-        if node.users and all(_in_part(user, part) for user in node.users):
-            node.replace_all_uses_with(source.args[0])
-            bypassed += 1
-    graph.graph.eliminate_dead_code()
-    graph.recompile()
-    return bypassed
 
 
 def ptq_variant(model: torch.nn.Module, calib: torch.Tensor, part: str) -> tuple[torch.fx.GraphModule, int]:
