@@ -51,7 +51,7 @@ def test_plan_defaults_and_order() -> None:
         ("tflite", "int8", "ptq", "NHWC"),
     ]
     assert targets[0].options == {"opset": 20}
-    assert targets[1].options == {"opset": 20, "onnx_int8": "pt2e", "calib_size": 256}
+    assert targets[1].options == {"opset": 20, "onnx_int8": "pt2e", "calib_size": 256, "float_modules": ""}
     assert targets[3].filename("student") == "student.int8.tflite"
 
 
