@@ -103,7 +103,7 @@ FORMATS: dict[str, FormatSpec] = {
         int8_methods=("ptq", "qat"),
         layouts=("NHWC", "NCHW"),
         options={},
-        int8_io="int8 input and int8 output; convs int8, PReLU and residual adds float inside",
+        int8_io="int8 input and int8 output; convs int8 (but --float-modules), PReLU and residual adds float inside",
     ),
 }
 

@@ -15,6 +15,9 @@ ShrinkTeaNet, arXiv 1905.10620) with the float model as teacher. The BatchNorm s
 short fine-tune of a trained model): the conv BatchNorms are folded into their convolutions before export
 (``fold_conv_bn``), so the QAT graph holds plain fake-quantised convolutions; the observers follow the activations until
 ``observer_freeze`` of the steps and are frozen after. Data: real aligned training faces only (``calib.py``).
+
+Mixed precision: ``float_modules`` (export option ``--float-modules stem``) runs named student modules in float
+inside the int8 graph (``keep_float``), chosen with ``bench/int8_sensitivity.py`` on held-out faces.
 """
 
 from __future__ import annotations
