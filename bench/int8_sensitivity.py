@@ -17,6 +17,7 @@ Writes ``sensitivity.json`` and ``sensitivity.md``. No LFW image is used (neithe
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -26,21 +27,17 @@ import torch
 from shrinkface.export.calib import default_calibration_dir, load_calibration_crops
 from shrinkface.export.checkpoint import load_student_checkpoint
 from shrinkface.export.equalize import equalize
-from shrinkface.export.qat import _batches, export_graph, fold_embedding_bn, keep_float, make_quantizer
+from shrinkface.export.qat import _batches, calibrate_ptq, fold_embedding_bn, keep_float
 
 #: the parts kept float, one variant each ("" = everything int8, the shipped recipe)
 PARTS = ("", "stem", "stage4", "stage8", "stage16", "neck", "head.gdc", "head.linear", "head")
 
 
-def ptq_variant(model: torch.nn.Module, calib: torch.Tensor, part: str) -> tuple[torch.fx.GraphModule, int]:
-    """PT2E PTQ of ``model`` (the export's quantiser), then module ``part`` (or nothing for "") back in float."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+def ptq_variant(prepared: torch.fx.GraphModule, part: str) -> tuple[torch.fx.GraphModule, int]:
+    """Convert a copy of the calibrated ``prepared`` graph, then module ``part`` (or nothing for "") in float."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    prepared = prepare_pt2e(export_graph(model, tuple(calib.shape[2:])), make_quantizer(qat=False))
-    with torch.no_grad():
-        for chunk in _batches(calib, 8):
-            prepared(chunk)
-    graph = convert_pt2e(prepared, fold_quantize=False)
+    graph = convert_pt2e(copy.deepcopy(prepared), fold_quantize=False)
     return graph, keep_float(graph, part) if part else 0
 
 
@@ -71,10 +68,11 @@ def main() -> None:
     quant_model, _ = equalize(folded, calib[:128])
     with torch.no_grad():
         reference = torch.cat([folded(c) for c in _batches(held, 8)])
+    prepared, _ = calibrate_ptq(quant_model, calib)  # once: every variant shares the calibration
     rows = []
     for part in PARTS:
         t0 = time.perf_counter()
-        graph, bypassed = ptq_variant(quant_model, calib, part)
+        graph, bypassed = ptq_variant(prepared, part)
         cos = cosines(graph, reference, held)
         rows.append(
             {

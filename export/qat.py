@@ -250,18 +250,24 @@ def _batches(x: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [x[i : i + size] for i in range(0, len(x), size)]
 
 
-def quantize_ptq(
-    model: nn.Module, inputs: torch.Tensor, batch_size: int = 8, float_modules: str | tuple[str, ...] = ()
-) -> QuantResult:
-    """Post-training quantisation: calibrate the (folded) float ``model`` on ``inputs`` (N, 3, H, W)."""
+def calibrate_ptq(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8) -> tuple[torch.fx.GraphModule, Any]:
+    """The exported graph of ``model`` with PTQ observers, run over ``inputs``; and its quantiser."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    t0 = time.perf_counter()
     quantizer = make_quantizer(qat=False)
     prepared = prepare_pt2e(export_graph(model, tuple(inputs.shape[2:])), quantizer)
     with torch.no_grad():
         for chunk in _batches(inputs, batch_size):
             prepared(chunk)
+    return prepared, quantizer
+
+
+def quantize_ptq(
+    model: nn.Module, inputs: torch.Tensor, batch_size: int = 8, float_modules: str | tuple[str, ...] = ()
+) -> QuantResult:
+    """Post-training quantisation: calibrate the (folded) float ``model`` on ``inputs`` (N, 3, H, W)."""
+    t0 = time.perf_counter()
+    prepared, quantizer = calibrate_ptq(model, inputs, batch_size)
     graph, onnx_graph = _convert(prepared, float_modules)
     return QuantResult(
         graph, onnx_graph, quantizer, "ptq", "ptq", calib_count=len(inputs), seconds=time.perf_counter() - t0
