@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shrinkface.runtime import assets
 from shrinkface.runtime.config import data_dir as _data_dir
+from shrinkface.runtime.dataset import AlignSettings, align_folder
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +50,19 @@ def detector(asset_file):
     from shrinkface.runtime.detect import FaceDetector
 
     return FaceDetector(asset_file("yunet"))
+
+
+@pytest.fixture(scope="session")
+def aligned_glint(tmp_path_factory, data_dir: Path) -> Path:
+    """50 crops per Glint person, re-aligned: the folder's crops are already ArcFace-aligned, but YuNet finds
+    the faces again on a 25 % replicated border, so training sees the runtime's own alignment."""
+    src = tmp_path_factory.mktemp("glint_src")
+    for person in sorted((data_dir / "glint-celeb6" / "images").iterdir()):
+        files = sorted(person.glob("*.jpg"))
+        (src / person.name).mkdir()
+        for i in np.linspace(0, len(files) - 1, 50).round().astype(int):
+            (src / person.name / files[i].name).symlink_to(files[i])
+    dst = tmp_path_factory.mktemp("glint_aligned")
+    summary = align_folder(src, dst, AlignSettings(pad=0.25), workers=0, progress=False)
+    assert summary.ok >= 295, summary  # detection works on these crops
+    return dst

@@ -33,22 +33,6 @@ CI_CONFIG = REPO / "configs" / "ci_tiny.yaml"
 
 
 @pytest.fixture(scope="module")
-def aligned_glint(tmp_path_factory, data_dir: Path) -> Path:
-    """50 crops per Glint person, re-aligned: the folder's crops are already ArcFace-aligned, but YuNet finds
-    the faces again on a 25 % replicated border, so training sees the runtime's own alignment."""
-    src = tmp_path_factory.mktemp("glint_src")
-    for person in sorted((data_dir / "glint-celeb6" / "images").iterdir()):
-        files = sorted(person.glob("*.jpg"))
-        (src / person.name).mkdir()
-        for i in np.linspace(0, len(files) - 1, 50).round().astype(int):
-            (src / person.name / files[i].name).symlink_to(files[i])
-    dst = tmp_path_factory.mktemp("glint_aligned")
-    summary = align_folder(src, dst, AlignSettings(pad=0.25), workers=0, progress=False)
-    assert summary.ok >= 295, summary  # detection works on these crops
-    return dst
-
-
-@pytest.fixture(scope="module")
 def aligned_lfw_subset(tmp_path_factory, lfw_dir: Path) -> Path:
     """Aligned crops of the images of a 40-pair LFW subset (evaluation only)."""
     pairs = subset_pairs(lfw.parse_pairs(lfw_dir / "pairs.txt"), 40)

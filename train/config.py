@@ -71,6 +71,18 @@ class StudentConfig:
     warm_start: str | None = None
     #: Keep BatchNorm running statistics fixed (use with warm_start: the folded statistics stay valid).
     freeze_bn: bool = False
+    #: activation relu only: start from PReLU slopes (init_from or warm_start) and fade them linearly to 0 over
+    #: this many steps (train/students/fade.py); 0 = off.
+    fade_prelu_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fade_prelu_steps < 0:
+            raise ConfigError(f"student.fade_prelu_steps must be ≥ 0, got {self.fade_prelu_steps}")
+        if self.fade_prelu_steps and self.activation != "relu":
+            raise ConfigError(
+                f"student.fade_prelu_steps turns PReLU slopes into ReLU: it needs activation relu, "
+                f"got {self.activation!r}"
+            )
 
     def build_args(self) -> dict[str, Any]:
         """The ``build_student`` keyword arguments (everything but ``warm_start``)."""
@@ -193,6 +205,10 @@ class TrainConfig:
                 problems.append(f"losses.{key}.teachers names unknown teachers {unknown} (have {names})")
         if not self.data.sources:
             problems.append("data.sources is empty")
+        if self.student.fade_prelu_steps and not (self.init_from or self.student.warm_start):
+            problems.append("student.fade_prelu_steps needs PReLU slopes to fade: set init_from or student.warm_start")
+        if self.student.fade_prelu_steps and self.steps is not None and self.student.fade_prelu_steps > self.steps:
+            problems.append(f"student.fade_prelu_steps {self.student.fade_prelu_steps} > steps {self.steps}")
         if problems:
             raise ConfigError(f"config {self.name!r}: " + "; ".join(problems))
 

@@ -39,6 +39,7 @@ from shrinkface.train.data import BatchDataset, EpochBatches, make_loader, to_in
 from shrinkface.train.distributed import DistInfo, barrier, broadcast_buffers, init_distributed, shutdown
 from shrinkface.train.objective import TrainModule, build_objective
 from shrinkface.train.prepare import Prepared, prepare
+from shrinkface.train.students.fade import attach_faders, fade_at, relu_state_dict, set_fade
 
 #: The student's input normalisation (what the exported model card must say).
 PREPROCESS = {
@@ -171,6 +172,7 @@ def train(
     from shrinkface.train.students import build_student
 
     student = build_student(**cfg.student.build_args())
+    faders = attach_faders(student) if cfg.student.fade_prelu_steps else []
     if cfg.student.warm_start and not resume:
         from shrinkface.train.teachers import resolve_model_path
         from shrinkface.train.warmstart import warm_start_from_onnx
@@ -196,6 +198,8 @@ def train(
     batches = EpochBatches(len(trainset), cfg.batch_size, cfg.seed, info.rank, info.world)
     per_epoch = len(batches)
     total = cfg.steps if cfg.steps is not None else math.ceil(cfg.epochs * per_epoch)  # type: ignore[operator]
+    if cfg.student.fade_prelu_steps > total:
+        raise ConfigError(f"student.fade_prelu_steps {cfg.student.fade_prelu_steps} > the run's {total} steps")
     s = cfg.schedule
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda k: lr_factor(k, total, s.warmup, s.warmup_start, s.min_lr)
@@ -274,6 +278,8 @@ def train(
                 images = batch["images"].to(device, non_blocking=True)
                 labels = batch["labels"].to(device, non_blocking=True)
                 targets = {k: v.to(device, non_blocking=True) for k, v in batch["targets"].items()}
+                if faders:
+                    set_fade(faders, fade_at(step, cfg.student.fade_prelu_steps))
                 features = {}
                 for t in whitebox:
                     targets[t.name], features[t.name] = t.module(images)
@@ -328,10 +334,11 @@ def train(
                 log.write({"event": "pause", "step": step})
                 break
         if info.main and step >= total:
+            set_fade(faders, fade_at(step, cfg.student.fade_prelu_steps))
             atomic_save(
                 {
                     "format": FORMAT,
-                    "student": module.student.state_dict(),
+                    "student": relu_state_dict(module.student) if faders else module.student.state_dict(),
                     "student_config": cfg.student.build_args(),
                     "preprocess": PREPROCESS,
                     "config": dump_config(cfg),

@@ -1,0 +1,123 @@
+"""PReLU → ReLU slope fading (train/students/fade.py): the formula against numpy, exact at both ends, the config's
+refusals, and a real short run whose final ReLU ``student.pt`` reloads into a plain ReLU student."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from shrinkface.train.checkpoint import load_checkpoint, load_student  # noqa: E402
+from shrinkface.train.config import ConfigError, load_config  # noqa: E402
+from shrinkface.train.students import StudentConfigError, build_student  # noqa: E402
+from shrinkface.train.students.fade import (  # noqa: E402
+    FadingPReLU,
+    attach_faders,
+    fade_at,
+    relu_state_dict,
+    set_fade,
+)
+from shrinkface.train.trainer import train  # noqa: E402
+
+CI_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ci_tiny.yaml"
+
+
+def _prelu_student() -> torch.nn.Module:
+    torch.manual_seed(0)
+    student = build_student("mobilefacenet", embedding_size=64, width=0.25)
+    with torch.no_grad():
+        for m in student.modules():
+            if isinstance(m, torch.nn.PReLU):
+                m.weight.uniform_(-0.3, 0.6)  # slopes a trained PReLU net has, both signs
+    return student.eval()
+
+
+def test_fader_follows_its_formula_in_numpy() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 5, 3, 3)).astype(np.float32)
+    a = rng.uniform(-0.5, 0.8, size=5).astype(np.float32)
+    fader = FadingPReLU(5)
+    with torch.no_grad():
+        fader.weight.copy_(torch.from_numpy(a))
+    for lam in (1.0, 0.35, 0.0):
+        fader.fade = lam
+        expected = np.maximum(x, 0) + lam * a[None, :, None, None] * np.minimum(x, 0)
+        np.testing.assert_allclose(fader(torch.from_numpy(x)).detach().numpy(), expected, rtol=1e-6, atol=1e-7)
+    assert not fader.weight.requires_grad
+    assert [fade_at(s, 4) for s in (0, 1, 2, 4, 9)] == [1.0, 0.75, 0.5, 0.0, 0.0]
+
+
+def test_faded_student_is_the_prelu_net_at_the_start_and_a_relu_net_at_the_end() -> None:
+    prelu = _prelu_student()
+    relu = build_student("mobilefacenet", embedding_size=64, width=0.25, activation="relu")
+    faders = attach_faders(relu)
+    assert len(faders) == sum(isinstance(m, torch.nn.PReLU) for m in prelu.modules())
+    relu.load_state_dict(prelu.state_dict())  # the faders carry the PReLU keys
+    relu.eval()
+    x = torch.randn(3, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(relu(x), prelu(x))
+        with pytest.raises(StudentConfigError, match="not faded out"):
+            relu_state_dict(relu)
+        set_fade(faders, 0.0)
+        plain = build_student("mobilefacenet", embedding_size=64, width=0.25, activation="relu")
+        plain.load_state_dict(relu_state_dict(relu))  # strict: no slope keys left over
+        assert torch.equal(plain.eval()(x), relu(x))
+        cosine = torch.nn.functional.cosine_similarity(plain(x), prelu(x))
+        assert cosine.max() < 0.999, cosine  # the slopes did matter
+
+
+def test_fading_refuses_other_activations() -> None:
+    with pytest.raises(StudentConfigError, match="activation relu"):
+        attach_faders(build_student("mobilefacenet", width=0.25, activation="relu6"))
+    with pytest.raises(StudentConfigError, match="activation relu"):
+        attach_faders(build_student("mobilefacenet", width=0.25, activation="prelu"))
+
+
+def test_config_refuses_fading_without_slopes_or_past_the_run(data_dir) -> None:
+    with pytest.raises(ConfigError, match="needs activation relu"):
+        load_config(CI_CONFIG, ["student.fade_prelu_steps=10"])
+    with pytest.raises(ConfigError, match=r"set init_from or student\.warm_start"):
+        load_config(CI_CONFIG, ["student.activation=relu", "student.fade_prelu_steps=10"])
+    with pytest.raises(ConfigError, match="> steps 50"):
+        load_config(CI_CONFIG, ["student.activation=relu", "student.fade_prelu_steps=60", "init_from=x.pt"])
+
+
+def test_a_fading_run_resumes_exactly_and_ends_as_a_plain_relu_student(tmp_path, aligned_glint) -> None:
+    sets = [
+        f"data.sources.0.path={aligned_glint}",
+        "data.sources.0.limit_per_class=10",
+        "batch_size=8",
+        "log_period=1",
+        "checkpoint.period=100",
+    ]
+    source = train(load_config(CI_CONFIG, [*sets, f"output_dir={tmp_path / 'p'}", "steps=3"]), progress=False)
+    fade = [
+        *sets,
+        "steps=6",
+        "student.activation=relu",
+        "student.fade_prelu_steps=4",
+        f"init_from={source.run_dir / 'checkpoints' / 'last.pt'}",
+    ]
+    straight = train(load_config(CI_CONFIG, [*fade, f"output_dir={tmp_path / 'a'}"]), progress=False)
+    cfg_b = load_config(CI_CONFIG, [*fade, f"output_dir={tmp_path / 'b'}"])
+    train(cfg_b, stop_at=3, progress=False)  # paused while λ = 0.25
+    resumed = train(cfg_b, resume=True, progress=False)
+    a, b = straight.student.state_dict(), resumed.student.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the slopes came from the PReLU run and stayed frozen while they faded
+    src = source.student.state_dict()
+    slopes = [k for k, m in straight.student.named_modules() if isinstance(m, FadingPReLU)]
+    assert slopes and all(torch.equal(a[f"{k}.weight"], src[f"{k}.weight"]) for k in slopes)
+
+    ckpt = load_checkpoint(straight.run_dir / "student.pt")
+    assert ckpt["student_config"]["activation"] == "relu"
+    assert not any(k in ckpt["student"] for k in (f"{s}.weight" for s in slopes))
+    reloaded = load_student(straight.run_dir / "student.pt")
+    assert not any(isinstance(m, torch.nn.PReLU) for m in reloaded.modules())
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), straight.student.eval()(x))
