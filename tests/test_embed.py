@@ -17,6 +17,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from shrinkface.runtime.align import ARCFACE_112, align_face
 from shrinkface.runtime.assets import get_asset
+from shrinkface.runtime.card import ModelCard
 from shrinkface.runtime.card_io import write_card_onnx
 from shrinkface.runtime.embed import Embedder, load_asset_embedder, load_embedder
 from shrinkface.runtime.errors import AssetError, ModelCardError, ModelError
@@ -105,6 +106,35 @@ def test_card_preprocess_matches_assets_notes(name: str, crops) -> None:
     got = get_asset(name).card.preprocess(batch)
     assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("layout", "order", "dtype", "mean", "std", "scale", "zp"),
+    [
+        ("NHWC", "RGB", "int8", (127.5,) * 3, (127.5,) * 3, 0.0078431377, 0),  # the exported students
+        ("NCHW", "BGR", "int8", (104.0, 117.0, 123.0), (58.0, 57.0, 59.0), 0.0193, -3),
+        ("NHWC", "BGR", "uint8", (0.0,) * 3, (1.0,) * 3, 1.0, 0),
+    ],
+)
+def test_integer_input_table_is_bit_identical_to_the_float_formula(layout, order, dtype, mean, std, scale, zp) -> None:
+    """Every uint8 value in every channel (and a real-sized random batch) against the formula written out here."""
+    card = ModelCard(
+        name="t", embedding_size=8, layout=layout, channel_order=order, mean=mean, std=std,
+        input_dtype=dtype, input_scale=scale, input_zero_point=zp,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    ramp = (np.arange(112 * 112) % 256).astype(np.uint8).reshape(112, 112)  # every uint8 value, 49 times
+    every = np.stack([ramp, ramp[::-1, ::-1], ramp.T], axis=-1)[None]  # channels differ within one pixel
+    crops = np.concatenate([every, rng.integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)])
+    x = crops.astype(np.float32)[..., ::-1] if order == "BGR" else crops.astype(np.float32)
+    x = (x - np.float32(mean)) / np.float32(std)
+    info = np.iinfo(dtype)
+    expected = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
+    if layout == "NCHW":
+        expected = expected.transpose(0, 3, 1, 2)
+    got = card.preprocess(crops)
+    assert got.dtype == np.dtype(dtype) and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_onnx_embedding_matches_a_direct_onnxruntime_run(embedders, crops, asset_file) -> None:
