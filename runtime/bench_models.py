@@ -57,6 +57,7 @@ def bench_model(
         x = np.repeat(x, embedder.batch, axis=0)
     row: dict[str, Any] = {
         "file": Path(path).name,
+        "path": str(path),
         "sha256": embedder.sha256,
         "backend": embedder.backend,
         "bytes": Path(path).stat().st_size,
@@ -135,9 +136,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| delegate partitions |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    names = [r["file"] for r in report["results"]]
     for r in report["results"]:
+        label = r["file"]
+        if names.count(label) > 1 and r.get("path"):  # same file name in several folders: say which
+            label = f"{Path(r['path']).parent.name}/{label}"
         lines.append(
-            f"| {r['file']} | {r['backend']} | {r['input_dtype']} {r['layout']} | {r['threads']} | "
+            f"| {label} | {r['backend']} | {r['input_dtype']} {r['layout']} | {r['threads']} | "
             f"{r['invoke']['median_ms']:.3f} | {r['embed']['median_ms']:.3f} | {r['bytes'] / 1e6:.2f} | "
             f"{r['runtime'].get('delegate_partitions', '—')} |"
         )

@@ -48,6 +48,9 @@ def test_bench_models_rows(carded: list[Path], data_dir: Path) -> None:
     assert lite["backend"] == "litert" and lite["delegate_partitions"] >= 1  # XNNPACK is applied
     assert lite["ops"]["CONV_2D"] > 10 and "DELEGATE" not in lite["ops"]
     assert "| expo.tflite | litert |" in render_markdown(report)
+    twice = dict(report, results=[rows["expo.tflite"], {**rows["expo.tflite"], "path": "other/expo.tflite"}])
+    table = render_markdown(twice)  # two files of one name: the folder tells them apart
+    assert f"| {carded[0].parent.name}/expo.tflite | litert |" in table and "| other/expo.tflite |" in table
 
 
 def test_bench_models_cli_without_torch(carded: list[Path], data_dir: Path, tmp_path: Path) -> None:
