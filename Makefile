@@ -48,10 +48,10 @@ test-android-core:
 	android_demo/core/run-jvm-tests.sh
 
 # -- export: a trained student → TFLite / ONNX (float + int8, the model card inside each file) + parity report --
-# make export-tflite [CHECKPOINT=runs/<name>/student.pt] (default: the committed warm_ensemble_abc student) [EXPORT_ARGS="--qat --calib-size 2971"] [PARITY_ARGS="--max-pairs 600"]
+# make export-tflite [CHECKPOINT=runs/<name>/student.pt] (default: the committed warm_ensemble_abc_6ep student) [EXPORT_ARGS="--qat --calib-size 2971"] [PARITY_ARGS="--max-pairs 600"]
 # Files, export.json and parity-<format>/ (JSON, markdown, histogram) land in artifacts/<name>/. The parity gate
 # (float: cosine ≥ 0.9999, int8: cosine ≥ 0.99, decision agreement ≥ 99 % on LFW) fails the target loudly.
-CHECKPOINT ?= runs/warm_ensemble_abc/student.pt
+CHECKPOINT ?= runs/warm_ensemble_abc_6ep/student.pt
 # The int8 file: PTQ on 256 glint-celeb6 faces (never LFW) with the stem (first conv + depthwise conv) kept float
 # inside it, input and output still int8 (docs/results/parity.md: cosine 0.9955, agreement 99.80 % on LFW vs 0.9931 /
 # 99.78 % all-int8; no slower). EXPORT_ARGS="--qat --calib-size 2971" gives the all-int8 QAT file (~15 min).
