@@ -131,6 +131,11 @@ def test_resume_is_exact(tmp_path, aligned_glint) -> None:
     assert losses_a == losses_b
     with pytest.raises(ConfigError, match="--resume"):
         train(cfg_b, progress=False)  # the run exists: refuse to overwrite it
+    # paused inside a log window: the resumed run's first row averages only the steps it ran (step 4 alone)
+    cfg_w = _cfg(aligned_glint, tmp_path / "w", *sets[:2], "log_period=4", *sets[3:])
+    train(cfg_w, stop_at=3, progress=False)
+    first = next(r for r in train(cfg_w, resume=True, progress=False).history if "loss" in r)
+    assert first["step"] == 4 and first["loss"] == losses_a[3]
 
     # a later stage starts from this run (Wang et al.'s initialisation trick maps a classifier across terms)
     ckpt = resumed.run_dir / "checkpoints" / "last.pt"

@@ -266,7 +266,8 @@ def train(
     last_eval = None
     t_start = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc=cfg.name, unit="step", disable=not (progress and info.main))
-    window: dict[str, Any] = {}
+    window: dict[str, Any] = {}  # summed loss terms since the last log row, over `in_window` steps
+    in_window = 0
     pause = False
     seen, t_last = 0, time.perf_counter()
     model.train()
@@ -295,10 +296,10 @@ def train(
                 seen += cfg.batch_size
                 for name, value in {"loss": loss, **parts}.items():
                     window[name] = window.get(name, 0.0) + value.detach().float()
+                in_window += 1
                 bar.update()
                 if step % cfg.log_period == 0 or step == total:
-                    n = (step - 1) % cfg.log_period + 1
-                    means = {k: float(v) / n for k, v in window.items()}
+                    means = {k: float(v) / in_window for k, v in window.items()}  # a resumed run's first row too
                     if not math.isfinite(means["loss"]):
                         raise TrainingDiverged(f"the loss is {means['loss']} near step {step}; lower optim.lr")
                     dt = time.perf_counter() - t_last
@@ -311,7 +312,7 @@ def train(
                     }
                     log.write(row)
                     bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=row["images_per_s"])
-                    window, seen, t_last = {}, 0, time.perf_counter()
+                    window, in_window, seen, t_last = {}, 0, 0, time.perf_counter()
                 out_of_time = time_limit is not None and time.perf_counter() - t_start > time_limit
                 if info.distributed and time_limit is not None:  # every rank must stop at the same step
                     flag = torch.tensor([float(out_of_time)], device=device)
