@@ -10,8 +10,9 @@ moves it: every ReLU of a ``ConvBNAct`` becomes a ``FadingPReLU`` that holds the
 so the run starts as the PReLU model (λ = 1) and is an exact ReLU network from step ``fade_steps`` on (λ = 0);
 the steps after that train the pure ReLU network. The faders' state-dict keys are the PReLU student's
 (``….2.weight``), so a PReLU checkpoint (``init_from``) or the ONNX warm start loads into them unchanged, and
-``relu_state_dict`` drops them again for the final ReLU ``student.pt``. A gradual, schedule-driven swap of
-activations in the spirit of progressive-shrinking / activation-annealing schemes; the schedule is linear.
+``relu_state_dict`` drops them again for the final ReLU ``student.pt``. The schedule is linear; the slopes stay
+frozen, so only the weights adapt while the negative half of each activation is switched off. Measured:
+docs/results/parity.md (PReLU vs ReLU) and runs/relu_fade/MODEL.md.
 """
 
 from __future__ import annotations
