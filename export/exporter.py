@@ -26,6 +26,7 @@ import torch
 from shrinkface.export.calib import default_calibration_dir, load_calibration_crops
 from shrinkface.export.checkpoint import load_student_checkpoint
 from shrinkface.export.formats import ExportTarget
+from shrinkface.export.leaky import shared_prelu_as_leaky
 from shrinkface.runtime.card import ModelCard
 
 LOG_NAME = "export.json"
@@ -103,7 +104,7 @@ def export_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     model, base = load_student_checkpoint(checkpoint)
     stem = stem or Path(checkpoint).stem
-    folded = fold_embedding_bn(model, base.input_size)
+    folded, _ = shared_prelu_as_leaky(fold_embedding_bn(model, base.input_size))
     versions = tool_versions()
     int8 = [t for t in targets if t.quant == "int8"]
     calib_info: dict[str, Any] = {}

@@ -17,7 +17,7 @@ from shrinkface.train.students.fade import (  # noqa: E402
     FadingPReLU,
     attach_faders,
     fade_at,
-    relu_state_dict,
+    faded_state_dict,
     set_fade,
 )
 from shrinkface.train.trainer import train  # noqa: E402
@@ -61,13 +61,55 @@ def test_faded_student_is_the_prelu_net_at_the_start_and_a_relu_net_at_the_end()
     with torch.no_grad():
         assert torch.equal(relu(x), prelu(x))
         with pytest.raises(StudentConfigError, match="not faded out"):
-            relu_state_dict(relu)
+            faded_state_dict(relu)
         set_fade(faders, 0.0)
         plain = build_student("mobilefacenet", embedding_size=64, width=0.25, activation="relu")
-        plain.load_state_dict(relu_state_dict(relu))  # strict: no slope keys left over
+        plain.load_state_dict(faded_state_dict(relu))  # strict: no slope keys left over
         assert torch.equal(plain.eval()(x), relu(x))
         cosine = torch.nn.functional.cosine_similarity(plain(x), prelu(x))
         assert cosine.max() < 0.999, cosine  # the slopes did matter
+
+
+def test_shared_fader_follows_its_formula_in_numpy() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 6, 3, 3)).astype(np.float32)
+    a = rng.uniform(-0.5, 0.8, size=6).astype(np.float32)
+    fader = FadingPReLU(6, shared=True)
+    with torch.no_grad():
+        fader.weight.copy_(torch.from_numpy(a))
+    for source in (a, a - a.mean() + 0.004):  # a mean slope of 0.004 is below SNAP (0.01): the target is 0
+        with torch.no_grad():
+            fader.weight.copy_(torch.from_numpy(source))
+        mean = float(np.mean(source.astype(np.float64)))
+        target = mean if abs(mean) >= 0.01 else 0.0
+        for lam in (1.0, 0.35, 0.0):
+            fader.fade = lam
+            slope = lam * source + (1.0 - lam) * target
+            expected = np.maximum(x, 0) + slope[None, :, None, None] * np.minimum(x, 0)
+            got = fader(torch.from_numpy(x)).detach().numpy()
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_faded_prelu1_student_ends_as_a_plain_one_slope_prelu_student() -> None:
+    prelu = _prelu_student()
+    shared = build_student("mobilefacenet", embedding_size=64, width=0.25, activation="prelu1")
+    faders = attach_faders(shared)
+    assert all(f.shared for f in faders)
+    shared.load_state_dict(prelu.state_dict())  # per-channel slopes load into the faders
+    shared.eval()
+    x = torch.randn(3, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(shared(x), prelu(x))
+        set_fade(faders, 0.0)
+        plain = build_student("mobilefacenet", embedding_size=64, width=0.25, activation="prelu1")
+        plain.load_state_dict(faded_state_dict(shared))  # strict: one slope per layer
+        assert torch.equal(plain.eval()(x), shared(x))
+    source = {k: v.numpy().astype(np.float64) for k, v in prelu.state_dict().items() if k.endswith(".2.weight")}
+    for name, module in plain.named_modules():
+        if isinstance(module, torch.nn.PReLU):
+            assert module.num_parameters == 1
+            mean = source[f"{name}.weight"].mean()
+            np.testing.assert_allclose(module.weight.item(), mean if abs(mean) >= 0.01 else 0.0, rtol=1e-6)
 
 
 def test_fading_refuses_other_activations() -> None:

@@ -71,17 +71,18 @@ class StudentConfig:
     warm_start: str | None = None
     #: Keep BatchNorm running statistics fixed (use with warm_start: the folded statistics stay valid).
     freeze_bn: bool = False
-    #: activation relu only: start from PReLU slopes (init_from or warm_start) and fade them linearly to 0 over
-    #: this many steps (train/students/fade.py); 0 = off.
+    #: activation relu or prelu1 only: start from per-channel PReLU slopes (init_from or warm_start) and fade them
+    #: linearly to 0 (relu) or to each layer's mean slope (prelu1) over this many steps (train/students/fade.py);
+    #: 0 = off.
     fade_prelu_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.fade_prelu_steps < 0:
             raise ConfigError(f"student.fade_prelu_steps must be ≥ 0, got {self.fade_prelu_steps}")
-        if self.fade_prelu_steps and self.activation != "relu":
+        if self.fade_prelu_steps and self.activation not in ("relu", "prelu1"):
             raise ConfigError(
-                f"student.fade_prelu_steps turns PReLU slopes into ReLU: it needs activation relu, "
-                f"got {self.activation!r}"
+                f"student.fade_prelu_steps turns PReLU slopes into ReLU or one slope per layer: it needs activation "
+                f"relu or prelu1, got {self.activation!r}"
             )
 
     def build_args(self) -> dict[str, Any]:

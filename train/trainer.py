@@ -39,7 +39,7 @@ from shrinkface.train.data import BatchDataset, EpochBatches, make_loader, to_in
 from shrinkface.train.distributed import DistInfo, barrier, broadcast_buffers, init_distributed, shutdown
 from shrinkface.train.objective import TrainModule, build_objective
 from shrinkface.train.prepare import Prepared, prepare
-from shrinkface.train.students.fade import attach_faders, fade_at, relu_state_dict, set_fade
+from shrinkface.train.students.fade import attach_faders, fade_at, faded_state_dict, set_fade
 
 #: The student's input normalisation (what the exported model card must say).
 PREPROCESS = {
@@ -339,7 +339,7 @@ def train(
             atomic_save(
                 {
                     "format": FORMAT,
-                    "student": relu_state_dict(module.student) if faders else module.student.state_dict(),
+                    "student": faded_state_dict(module.student) if faders else module.student.state_dict(),
                     "student_config": cfg.student.build_args(),
                     "preprocess": PREPROCESS,
                     "config": dump_config(cfg),

@@ -15,8 +15,8 @@ from torch import nn
 
 from shrinkface.runtime.errors import ExitCode, ShrinkfaceError
 
-Activation = Literal["prelu", "relu", "relu6"]
-ACTIVATIONS: tuple[str, ...] = ("prelu", "relu", "relu6")
+Activation = Literal["prelu", "prelu1", "relu", "relu6"]
+ACTIVATIONS: tuple[str, ...] = ("prelu", "prelu1", "relu", "relu6")
 FEATURE_KEYS: tuple[str, ...] = ("s4", "s8", "s16")
 
 
@@ -36,9 +36,12 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
 
 def make_activation(name: str, channels: int) -> nn.Module:
-    """PReLU (one slope per channel, as in MobileFaceNet), ReLU or ReLU6 (int8-friendly)."""
+    """PReLU (one slope per channel, as in MobileFaceNet), ``prelu1`` (He et al. 2015's channel-shared PReLU:
+    one learnt slope per layer, which int8 TFLite runs as an int8 ``LEAKY_RELU``), ReLU or ReLU6 (int8-friendly)."""
     if name == "prelu":
         return nn.PReLU(channels)
+    if name == "prelu1":
+        return nn.PReLU(1)
     if name == "relu":
         return nn.ReLU(inplace=True)
     if name == "relu6":

@@ -1,18 +1,27 @@
-"""PReLU → ReLU by fading the slopes: turn a trained PReLU student into an int8-friendly ReLU student.
+"""PReLU → ReLU or → channel-shared PReLU by fading the slopes: int8-friendly students from a trained PReLU one.
 
 A ReLU student warm-started by simply dropping a PReLU model's slopes loses most of its function (the ReLU twin of
 teacher C: 74.9 % LFW after 300 CPU steps, docs/results/parity.md). Fading keeps the function while training
-moves it: every ReLU of a ``ConvBNAct`` becomes a ``FadingPReLU`` that holds the source model's slopes ``a``
-(frozen) and computes
+moves it: every activation of a ``ConvBNAct`` becomes a ``FadingPReLU`` that holds the source model's per-channel
+slopes ``a`` (frozen) and computes
 
-    f(x) = max(x, 0) + λ · a · min(x, 0),   λ = max(0, 1 − step / fade_steps),
+    f(x) = max(x, 0) + (λ · a + (1 − λ) · t) · min(x, 0),   λ = max(0, 1 − step / fade_steps),
 
-so the run starts as the PReLU model (λ = 1) and is an exact ReLU network from step ``fade_steps`` on (λ = 0);
-the steps after that train the pure ReLU network. The faders' state-dict keys are the PReLU student's
-(``….2.weight``), so a PReLU checkpoint (``init_from``) or the ONNX warm start loads into them unchanged, and
-``relu_state_dict`` drops them again for the final ReLU ``student.pt``. The schedule is linear; the slopes stay
-frozen, so only the weights adapt while the negative half of each activation is switched off. Measured:
-docs/results/parity.md (PReLU vs ReLU) and runs/relu_fade/MODEL.md.
+so the run starts as the PReLU model (λ = 1) and is exactly the target network from step ``fade_steps`` on
+(λ = 0); the steps after that train the target network. The target slope ``t`` is 0 for a ``relu`` student (a
+ReLU network) and, for a ``prelu1`` student (He et al. 2015's channel-shared PReLU, one slope per layer), the
+mean of the layer's source slopes ``ā`` (frozen; the least-squares single slope when every channel's negative
+half weighs the same), or 0 where ``|ā| < SNAP`` (0.01). Why ``prelu1``: int8 TFLite runs a one-slope PReLU as an
+int8 ``LEAKY_RELU`` inside XNNPACK, where a per-channel PReLU needs a float island (export/litert_prelu.py); XNNPACK
+(LiteRT 2.3) refuses an int8 LEAKY_RELU whose slope times its input/output scale ratio is below 1/256 (measured:
+the shipped student's layers with ā = 0.0011 and 0.0015 fell out of the delegate), so such a layer becomes an
+exact ReLU instead, which export fuses into its convolution.
+
+The faders' state-dict keys are the PReLU student's (``….2.weight``), so a PReLU checkpoint (``init_from``) or the
+ONNX warm start loads into them unchanged; ``faded_state_dict`` turns them into the target student's keys again
+(dropped for ReLU, ``[ā]`` for prelu1) for the final ``student.pt``. The schedule is linear; the slopes stay
+frozen, so only the weights adapt while the activations move. Measured: docs/results/parity.md (PReLU vs ReLU),
+runs/relu_fade/MODEL.md and runs/prelu1_fade/MODEL.md.
 """
 
 from __future__ import annotations
@@ -23,38 +32,55 @@ from torch import nn
 
 from shrinkface.train.students.common import ConvBNAct, StudentConfigError
 
+#: A shared target slope smaller than this in magnitude is 0 (the layer becomes a ReLU; see the module docstring).
+SNAP = 0.01
+
 
 class FadingPReLU(nn.PReLU):
-    """``max(x, 0) + fade · a · min(x, 0)`` with frozen per-channel slopes ``a`` (``weight``); fade 0 is ReLU."""
+    """``max(x, 0) + (λ·a + (1 − λ)·t) · min(x, 0)`` with frozen per-channel slopes ``a`` (``weight``) and target
+    ``t`` = 0 (``shared=False``: ReLU at λ = 0) or ``t`` = mean(a), 0 if below ``SNAP`` (``shared=True``: one-slope
+    PReLU at λ = 0)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, shared: bool = False) -> None:
         super().__init__(channels)
         self.weight.requires_grad_(False)
+        self.shared = shared
         self.fade = 1.0
 
+    def target(self) -> torch.Tensor:
+        """The slope at λ = 0, shape [1]: 0, or the mean of the source slopes when it is at least ``SNAP``."""
+        mean = self.weight.mean().reshape(1)
+        if self.shared and abs(float(mean)) >= SNAP:
+            return mean
+        return self.weight.new_zeros(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The faded PReLU (plain ReLU once ``fade`` is 0)."""
+        """The faded PReLU (the target activation once ``fade`` is 0)."""
         if self.fade == 0.0:
-            return F.relu(x)
+            return F.prelu(x, self.target()) if self.shared else F.relu(x)
+        if self.shared:
+            return F.prelu(x, self.weight * self.fade + self.target() * (1.0 - self.fade))
         return F.prelu(x, self.weight * self.fade)
 
 
 def attach_faders(student: nn.Module) -> list[FadingPReLU]:
-    """Replace every ``nn.ReLU`` of the student's conv-BN-activation blocks by a ``FadingPReLU`` (in place)."""
+    """Replace every activation of the student's conv-BN-activation blocks by a ``FadingPReLU`` (in place):
+    ``nn.ReLU`` (a relu student) fades to ReLU, a one-slope ``nn.PReLU`` (a prelu1 student) to the mean slope."""
     faders: list[FadingPReLU] = []
     for block in student.modules():
         if isinstance(block, ConvBNAct) and len(block) == 3:
             act = block[2]
-            if isinstance(act, nn.ReLU6) or not isinstance(act, nn.ReLU):
+            shared = isinstance(act, nn.PReLU) and act.num_parameters == 1
+            if not shared and (isinstance(act, nn.ReLU6) or not isinstance(act, nn.ReLU)):
                 raise StudentConfigError(
-                    f"slope fading turns PReLU into ReLU: the student's activation is {type(act).__name__}, "
-                    "build it with activation relu"
+                    "slope fading turns per-channel PReLU into ReLU or a one-slope PReLU: the student's activation "
+                    f"is {type(act).__name__}, build it with activation relu or prelu1"
                 )
-            fader = FadingPReLU(block[1].num_features)
+            fader = FadingPReLU(block[1].num_features, shared=shared)
             block[2] = fader
             faders.append(fader)
     if not faders:
-        raise StudentConfigError("slope fading found no conv-BN-ReLU block in the student")
+        raise StudentConfigError("slope fading found no conv-BN-activation block in the student")
     return faders
 
 
@@ -71,14 +97,19 @@ def set_fade(faders: list[FadingPReLU], value: float) -> None:
         fader.fade = float(value)
 
 
-def relu_state_dict(student: nn.Module) -> dict[str, torch.Tensor]:
-    """The student's state dict without the faders' slopes: what a plain ReLU student loads.
+def faded_state_dict(student: nn.Module) -> dict[str, torch.Tensor]:
+    """The student's state dict with every fader as its target: what a plain relu / prelu1 student loads
+    (a ReLU fader's slopes dropped, a shared one's replaced by ``[mean(a)]``).
 
-    Refuses while any fader still has λ > 0 (the network would not be the ReLU network it claims to be)."""
-    drop = set()
+    Refuses while any fader still has λ > 0 (the network would not be the network it claims to be)."""
+    state = student.state_dict()
     for name, module in student.named_modules():
         if isinstance(module, FadingPReLU):
             if module.fade != 0.0:
                 raise StudentConfigError(f"{name}: slopes not faded out yet (λ = {module.fade}); train longer")
-            drop.add(f"{name}.weight")
-    return {k: v for k, v in student.state_dict().items() if k not in drop}
+            key = f"{name}.weight"
+            if module.shared:
+                state[key] = module.target().detach().clone()
+            else:
+                del state[key]
+    return state
