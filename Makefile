@@ -53,7 +53,7 @@ test-android-core:
 # (float: cosine ≥ 0.9999, int8: cosine ≥ 0.99, decision agreement ≥ 99 % on LFW) fails the target loudly.
 CHECKPOINT ?= runs/warm_ensemble_abc_6ep/student.pt
 # The int8 file: PTQ on 256 glint-celeb6 faces (never LFW) with the stem (first conv + depthwise conv) and the
-# GDConv (the 7×7 depthwise conv of the head, which XNNPACK runs 10× slower in int8 than in float: 0.85 vs 0.08 ms)
+# GDConv (the 7×7 depthwise conv of the head, which XNNPACK runs ~15× slower in int8 than in float: 0.86 vs 0.05 ms)
 # kept float inside it, input and output still int8 (docs/results/parity.md, shipped student: cosine 0.9959,
 # agreement 99.92 % on LFW vs 0.9935 / 99.83 % all-int8; 2.2 vs 3.1 ms). EXPORT_ARGS="--qat --calib-size 2971"
 # gives the all-int8 QAT file (~15 min). The other settings are the CLI's defaults: activation equalisation, float
