@@ -55,6 +55,8 @@ class Artifact:
     sha256: str
     size: int
     method: str | None = None
+    #: XNNPACK partitions of a .tflite file (None for ONNX)
+    partitions: int | None = None
 
     def log(self) -> dict[str, Any]:
         """JSON row of the export log."""
@@ -69,6 +71,7 @@ class Artifact:
             "bytes": self.size,
             "sha256": self.sha256,
             "options": self.target.options,
+            **({"delegate_partitions": self.partitions} if self.partitions is not None else {}),
         }
 
 
@@ -97,7 +100,7 @@ def export_checkpoint(
     """Write every target for ``checkpoint`` into ``out_dir`` and the log ``export.json``; returns both."""
     from shrinkface.export.onnx_export import export_onnx, quantize_onnx_static
     from shrinkface.export.qat import fold_embedding_bn, quantize
-    from shrinkface.export.tflite_export import export_tflite
+    from shrinkface.export.tflite_export import delegate_partitions, export_tflite
 
     t_start = time.perf_counter()
     out = Path(out_dir)
@@ -191,6 +194,10 @@ def export_checkpoint(
                 )
         art = Artifact(path, target, card, time.perf_counter() - t0, _sha(data), len(data), method_used)
         say(f"wrote {path} ({art.size / 1e6:.2f} MB, {art.seconds:.1f} s, sha256 {art.sha256[:12]}…)")
+        if target.format == "tflite":
+            art.partitions = delegate_partitions(data)
+            if art.partitions != 1:
+                say(f"  warning: XNNPACK runs {path.name} in {art.partitions} partitions (an op it refuses: slow)")
         artifacts.append(art)
     log = {
         "source": {"checkpoint": str(Path(checkpoint)), "sha256": base.source_sha256},

@@ -31,6 +31,14 @@ def _interpreter(data: bytes) -> Any:
     return interpreter
 
 
+def delegate_partitions(data: bytes) -> int:
+    """How many XNNPACK partitions LiteRT makes of a .tflite file (1 = every op delegated; more = an op the
+    delegate refuses splits the graph, and each split costs time)."""
+    from shrinkface.runtime.bench_models import litert_ops
+
+    return int(litert_ops(_interpreter(data))["delegate_partitions"])
+
+
 def tflite_io(data: bytes) -> dict[str, Any]:
     """Input/output dtype, shape and (scale, zero point) of TFLite bytes, from the tensors themselves."""
     interpreter = _interpreter(data)

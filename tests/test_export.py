@@ -360,6 +360,7 @@ def test_export_log_records_time_size_sha(base: Path, data_dir: Path) -> None:
         data = (result.log_path.parent / row["file"]).read_bytes()
         assert row["bytes"] == len(data) and row["sha256"] == hashlib.sha256(data).hexdigest()
         assert row["seconds"] > 0
+        assert row.get("delegate_partitions") == (1 if row["format"] == "tflite" else None), row
     assert log["quantization"]["method"] == "qat" and log["quantization"]["qat_steps"] == fx.RELU_QAT["qat_steps"]
     assert log["calibration"]["images"] == fx.RELU_QAT["calib_size"] and log["versions"]["torch"].startswith("2.")
 
