@@ -49,10 +49,10 @@ class FadingPReLU(nn.PReLU):
 
     def target(self) -> torch.Tensor:
         """The slope at λ = 0, shape [1]: 0, or the mean of the source slopes when it is at least ``SNAP``."""
+        if not self.shared:
+            return self.weight.new_zeros(1)
         mean = self.weight.mean().reshape(1)
-        if self.shared and abs(float(mean)) >= SNAP:
-            return mean
-        return self.weight.new_zeros(1)
+        return torch.where(mean.abs() >= SNAP, mean, torch.zeros_like(mean))  # no host sync on a GPU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The faded PReLU (the target activation once ``fade`` is 0)."""
