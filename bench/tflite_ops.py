@@ -17,6 +17,18 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 
+def invoke_times(interpreter: Interpreter, runs: int = 200, warmup: int = 20) -> np.ndarray:
+    """Seconds of ``runs`` timed ``invoke`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        interpreter.invoke()
+        times[i] = time.perf_counter() - t0
+    return times
+
+
 def measure(spec: str, runs: int = 200, warmup: int = 20) -> dict[str, object]:
     """One JSON row for ``spec`` (``PATH`` or ``PATH@nodelegate``)."""
     path, _, mode = spec.partition("@")
@@ -30,13 +42,7 @@ def measure(spec: str, runs: int = 200, warmup: int = 20) -> dict[str, object]:
     else:
         x = rng.integers(-128, 127, detail["shape"]).astype(detail["dtype"])
     interpreter.set_tensor(detail["index"], x)
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        interpreter.invoke()
-        times[i] = time.perf_counter() - t0
+    times = invoke_times(interpreter, runs, warmup)
     ops = collections.Counter(o["op_name"] for o in interpreter._get_ops_details())
     return {
         "file": path,
