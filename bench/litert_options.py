@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +20,9 @@ from ai_edge_litert.cpu_kernel_mode import CpuKernelMode
 from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.options import CpuOptions, Options
+from tflite_ops import random_input  # bench/ is on sys.path when run as a script
+
+from shrinkface.runtime.bench_models import call_times_ms
 
 VARIANTS: dict[str, CpuOptions] = {
     "xnnpack": CpuOptions(num_threads=1),
@@ -32,14 +34,7 @@ VARIANTS: dict[str, CpuOptions] = {
 
 def median_ms(run: Callable[[], object], runs: int = 300, warmup: int = 30) -> float:
     """Median wall time of ``run()`` in ms."""
-    for _ in range(warmup):
-        run()
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        run()
-        times[i] = time.perf_counter() - t0
-    return round(1000 * float(np.median(times)), 3)
+    return round(float(np.median(call_times_ms(run, runs, warmup))), 3)
 
 
 def main(paths: list[str]) -> None:
@@ -47,11 +42,7 @@ def main(paths: list[str]) -> None:
         interpreter = Interpreter(model_path=path, num_threads=1)
         interpreter.allocate_tensors()
         detail = interpreter.get_input_details()[0]
-        rng = np.random.default_rng(0)
-        if np.dtype(detail["dtype"]) == np.float32:
-            x = rng.standard_normal(detail["shape"]).astype(np.float32)
-        else:
-            x = rng.integers(-128, 127, detail["shape"]).astype(detail["dtype"])
+        x = random_input(detail)
         interpreter.set_tensor(detail["index"], x)
         print(json.dumps({"file": path, "api": "Interpreter", "median_ms": median_ms(interpreter.invoke)}), flush=True)
         for name, cpu in VARIANTS.items():

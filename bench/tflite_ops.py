@@ -11,22 +11,24 @@ from __future__ import annotations
 import collections
 import json
 import sys
-import time
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from shrinkface.runtime.bench_models import call_times_ms
+
+
+def random_input(detail: dict) -> np.ndarray:
+    """A seeded random tensor of an input's shape and dtype (normal for float32, full int range otherwise)."""
+    rng = np.random.default_rng(0)
+    if np.dtype(detail["dtype"]) == np.float32:
+        return rng.standard_normal(detail["shape"]).astype(np.float32)
+    return rng.integers(-128, 127, detail["shape"]).astype(detail["dtype"])
+
 
 def invoke_times(interpreter: Interpreter, runs: int = 200, warmup: int = 20) -> np.ndarray:
     """Seconds of ``runs`` timed ``invoke`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        interpreter.invoke()
-        times[i] = time.perf_counter() - t0
-    return times
+    return call_times_ms(interpreter.invoke, runs, warmup) / 1000.0
 
 
 def measure(spec: str, runs: int = 200, warmup: int = 20) -> dict[str, object]:
@@ -36,12 +38,7 @@ def measure(spec: str, runs: int = 200, warmup: int = 20) -> dict[str, object]:
     interpreter = Interpreter(model_path=path, num_threads=1, experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    rng = np.random.default_rng(0)
-    if np.dtype(detail["dtype"]) == np.float32:
-        x = rng.standard_normal(detail["shape"]).astype(np.float32)
-    else:
-        x = rng.integers(-128, 127, detail["shape"]).astype(detail["dtype"])
-    interpreter.set_tensor(detail["index"], x)
+    interpreter.set_tensor(detail["index"], random_input(detail))
     times = invoke_times(interpreter, runs, warmup)
     ops = collections.Counter(o["op_name"] for o in interpreter._get_ops_details())
     return {

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 
-def _times(fn: Any, runs: int, warmup: int) -> np.ndarray:
+def call_times_ms(fn: Any, runs: int, warmup: int) -> np.ndarray:
+    """Milliseconds of ``runs`` timed calls of ``fn()`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     out = np.empty(runs)
@@ -67,9 +68,9 @@ def bench_model(
         "input_dtype": embedder.card.input_dtype,
         "layout": embedder.card.layout,
         "runtime": runtime_info(embedder),
-        "preprocess": _summary(_times(lambda: embedder.card.preprocess(next_crop()), runs, warmup)),
-        "invoke": _summary(_times(lambda: embedder._run(x), runs, warmup)),
-        "embed": _summary(_times(lambda: embedder.embed(next_crop(), flip=False), runs, warmup)),
+        "preprocess": _summary(call_times_ms(lambda: embedder.card.preprocess(next_crop()), runs, warmup)),
+        "invoke": _summary(call_times_ms(lambda: embedder._run(x), runs, warmup)),
+        "embed": _summary(call_times_ms(lambda: embedder.embed(next_crop(), flip=False), runs, warmup)),
     }
     return row
 
