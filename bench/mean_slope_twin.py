@@ -16,8 +16,7 @@ import argparse
 
 from shrinkface.export.checkpoint import save_student_checkpoint
 from shrinkface.train.checkpoint import load_checkpoint
-from shrinkface.train.students import build_student
-from shrinkface.train.students.fade import attach_faders, faded_state_dict, set_fade
+from shrinkface.train.students.fade import one_slope_twin
 
 
 def main() -> None:
@@ -26,14 +25,8 @@ def main() -> None:
     parser.add_argument("out", help="where to write the prelu1 twin checkpoint")
     args = parser.parse_args()
     ckpt = load_checkpoint(args.source)
-    config = {**ckpt["student_config"], "activation": "prelu1"}
-    faded = build_student(**config)
-    faders = attach_faders(faded)
-    faded.load_state_dict(ckpt["student"])
-    set_fade(faders, 0.0)
-    twin = build_student(**config)
-    twin.load_state_dict(faded_state_dict(faded))
-    print(save_student_checkpoint(twin.eval(), config, args.out))
+    twin, config = one_slope_twin(ckpt["student"], ckpt["student_config"])
+    print(save_student_checkpoint(twin, config, args.out))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from shrinkface.export.checkpoint import load_student_checkpoint, save_student_c
 from shrinkface.export.leaky import shared_prelu_as_leaky  # noqa: E402
 from shrinkface.runtime.card import ModelCard  # noqa: E402
 from shrinkface.train.students import build_student  # noqa: E402
-from shrinkface.train.students.fade import attach_faders, faded_state_dict, set_fade  # noqa: E402
+from shrinkface.train.students.fade import one_slope_twin  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -55,14 +55,8 @@ def _prelu1_checkpoint(base: Path, data_dir: Path) -> Path:
     """The warm-started PReLU fixture student with each layer's slopes faded to their mean (untrained, real
     weights: realistic activation ranges), saved as a prelu1 checkpoint."""
     ckpt = torch.load(fx.checkpoint("prelu", base, data_dir), weights_only=True)
-    config = {**ckpt["student_config"], "activation": "prelu1"}
-    faded = build_student(**config)
-    faders = attach_faders(faded)
-    faded.load_state_dict(ckpt["student"])
-    set_fade(faders, 0.0)
-    student = build_student(**config)
-    student.load_state_dict(faded_state_dict(faded))
-    return save_student_checkpoint(student.eval(), config, base / "checkpoints" / "prelu1.pt")
+    twin, config = one_slope_twin(ckpt["student"], ckpt["student_config"])
+    return save_student_checkpoint(twin, config, base / "checkpoints" / "prelu1.pt")
 
 
 def test_prelu1_int8_tflite_runs_int8_leaky_relu_in_one_partition(base: Path, data_dir: Path, tmp_path: Path) -> None:

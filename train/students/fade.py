@@ -113,3 +113,19 @@ def faded_state_dict(student: nn.Module) -> dict[str, torch.Tensor]:
             else:
                 del state[key]
     return state
+
+
+def one_slope_twin(state: dict[str, torch.Tensor], student_config: dict) -> tuple[nn.Module, dict]:
+    """The untrained prelu1 twin of a per-channel PReLU student (its ``state_dict`` and ``build_student``
+    arguments): every layer's slopes replaced by their mean at once (λ = 0 without training). Returns the twin in
+    eval mode and its ``build_student`` arguments."""
+    from shrinkface.train.students import build_student
+
+    config = {**student_config, "activation": "prelu1"}
+    faded = build_student(**config)
+    faders = attach_faders(faded)
+    faded.load_state_dict(state)
+    set_fade(faders, 0.0)
+    twin = build_student(**config)
+    twin.load_state_dict(faded_state_dict(faded))
+    return twin.eval(), config
