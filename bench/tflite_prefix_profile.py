@@ -5,7 +5,7 @@ cuts the graph after op k (ops 1..k kept, op k's output made the graph output), 
 XNNPACK, 20 warm-up + 200 timed runs, best median of two rounds) and reports the increment over the previous
 prefix as op k's cost. Increments are noisy (± 0.02 ms) and an op whose output is float may shift cost to the
 next one, but a slow op stands out: this is how the int8 GDConv (7×7 depthwise to 1×1) was found to take
-0.85 ms of the shipped file's 3.0 (docs/results/bench_models.md).
+0.86 ms of the shipped file's 3.0 (docs/results/parity.md, gdconv_profile/).
 
     .venv/bin/python bench/tflite_prefix_profile.py FILE [--cuts -3,-2,-1,0] > profile.jsonl
 
