@@ -18,6 +18,7 @@ from shrinkface.train.students.fade import (  # noqa: E402
     attach_faders,
     fade_at,
     faded_state_dict,
+    freeze_slopes,
     set_fade,
 )
 from shrinkface.train.trainer import train  # noqa: E402
@@ -163,3 +164,52 @@ def test_a_fading_run_resumes_exactly_and_ends_as_a_plain_relu_student(tmp_path,
     x = torch.randn(2, 3, 112, 112)
     with torch.no_grad():
         assert torch.equal(reloaded(x), straight.student.eval()(x))
+
+
+def test_a_prelu1_run_continues_from_a_faded_checkpoint_with_its_slopes_frozen(tmp_path, aligned_glint) -> None:
+    sets = [
+        f"data.sources.0.path={aligned_glint}",
+        "data.sources.0.limit_per_class=10",
+        "batch_size=8",
+        "log_period=1",
+        "checkpoint.period=2",
+        "checkpoint.keep=10",
+    ]
+    source = train(load_config(CI_CONFIG, [*sets, f"output_dir={tmp_path / 'p'}", "steps=2"]), progress=False)
+    faded = train(
+        load_config(
+            CI_CONFIG,
+            [
+                *sets,
+                f"output_dir={tmp_path / 'f'}",
+                "steps=4",
+                "student.activation=prelu1",
+                "student.fade_prelu_steps=2",
+                f"init_from={source.run_dir / 'checkpoints' / 'last.pt'}",
+            ],
+        ),
+        progress=False,
+    )
+    cont = [*sets, "steps=3", "student.activation=prelu1", "student.freeze_slopes=true"]
+    checkpoints = faded.run_dir / "checkpoints"
+    # the fading run's periodic checkpoints hold per-channel slopes; one taken before λ reached 0 is refused
+    mid = load_checkpoint(checkpoints / "last.pt")
+    mid["step"] = 1
+    torch.save(mid, tmp_path / "mid_fade.pt")
+    with pytest.raises(ConfigError, match="still fading"):
+        train(load_config(CI_CONFIG, [*cont, f"output_dir={tmp_path / 'x'}", f"init_from={tmp_path / 'mid_fade.pt'}"]))
+    result = train(
+        load_config(CI_CONFIG, [*cont, f"output_dir={tmp_path / 'c'}", f"init_from={checkpoints / 'last.pt'}"]),
+        progress=False,
+    )
+    start = load_checkpoint(faded.run_dir / "student.pt")["student"]  # the faded run's own one-slope student
+    end = result.student.state_dict()
+    slopes = [f"{n}.weight" for n, m in result.student.named_modules() if isinstance(m, torch.nn.PReLU)]
+    assert slopes and all(end[k].numel() == 1 and torch.equal(end[k], start[k]) for k in slopes)
+    convs = [k for k in end if k.endswith("0.weight") and end[k].ndim == 4]
+    assert any(not torch.equal(end[k], start[k]) for k in convs)  # the weights did train
+
+
+def test_freeze_slopes_refuses_a_student_without_prelu() -> None:
+    with pytest.raises(StudentConfigError, match="no PReLU"):
+        freeze_slopes(build_student("mobilefacenet", width=0.25, activation="relu"))

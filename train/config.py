@@ -75,6 +75,9 @@ class StudentConfig:
     #: linearly to 0 (relu) or to each layer's mean slope (prelu1) over this many steps (train/students/fade.py);
     #: 0 = off.
     fade_prelu_steps: int = 0
+    #: Keep every PReLU slope at its starting value (``init_from`` / ``warm_start``): continuing a faded prelu1
+    #: student this way keeps its snapped-to-0 layers exact ReLUs, which int8 export needs (train/students/fade.py).
+    freeze_slopes: bool = False
 
     def __post_init__(self) -> None:
         if self.fade_prelu_steps < 0:

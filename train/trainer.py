@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 from tqdm import tqdm
 
@@ -39,7 +40,14 @@ from shrinkface.train.data import BatchDataset, EpochBatches, make_loader, to_in
 from shrinkface.train.distributed import DistInfo, barrier, broadcast_buffers, init_distributed, shutdown
 from shrinkface.train.objective import TrainModule, build_objective
 from shrinkface.train.prepare import Prepared, prepare
-from shrinkface.train.students.fade import attach_faders, fade_at, faded_state_dict, set_fade
+from shrinkface.train.students.fade import (
+    attach_faders,
+    fade_at,
+    faded_state_dict,
+    finished_fade_state,
+    freeze_slopes,
+    set_fade,
+)
 
 #: The student's input normalisation (what the exported model card must say).
 PREPROCESS = {
@@ -126,9 +134,19 @@ def _write_run_files(
 
 
 def initialise_from(cfg: TrainConfig, module: TrainModule) -> None:
-    """Copy the student and the same-named (or ``cfg.init_map``-ed) objective tensors of ``cfg.init_from``."""
+    """Copy the student and the same-named (or ``cfg.init_map``-ed) objective tensors of ``cfg.init_from``; a
+    periodic checkpoint of a slope-fading run gives its student at λ = 0 (refused while it was still fading)."""
     ckpt = load_checkpoint(expand_path(cfg.init_from or ""))
-    module.student.load_state_dict(ckpt["student"])
+    student_state = ckpt["student"]
+    fade_steps = int((yaml.safe_load(ckpt.get("config") or "") or {}).get("student", {}).get("fade_prelu_steps", 0))
+    if fade_steps and "optimizer" in ckpt:  # a periodic checkpoint: the student as it was fading (student.pt is not)
+        if int(ckpt["step"]) < fade_steps:
+            raise ConfigError(
+                f"init_from {cfg.init_from}: its run was still fading PReLU slopes (step {ckpt['step']} of "
+                f"{fade_steps}); start from a checkpoint at or after step {fade_steps}"
+            )
+        student_state = finished_fade_state(student_state, ckpt["student_config"])
+    module.student.load_state_dict(student_state)
     source = ckpt.get("objective", {})
     own = module.objective.state_dict()
     for key, value in own.items():
@@ -185,6 +203,8 @@ def train(
     module = TrainModule(student, objective).to(device=device, memory_format=memory)
     if cfg.init_from and not resume:
         initialise_from(cfg, module)
+    if cfg.student.freeze_slopes:
+        freeze_slopes(student)
     whitebox = [t for t in prepared.teachers if t.module is not None]
     for t in whitebox:
         t.module.to(device=device, memory_format=memory)

@@ -84,6 +84,18 @@ def attach_faders(student: nn.Module) -> list[FadingPReLU]:
     return faders
 
 
+def freeze_slopes(student: nn.Module) -> int:
+    """Keep every PReLU slope of the student fixed (``requires_grad`` off, so the optimiser never moves it):
+    a prelu1 student continued from a faded one keeps its snapped-to-0 slopes exactly 0. Returns how many
+    PReLU modules it froze; refuses a student that has none."""
+    prelus = [m for m in student.modules() if isinstance(m, nn.PReLU)]
+    if not prelus:
+        raise StudentConfigError("student.freeze_slopes: the student has no PReLU slopes to freeze")
+    for m in prelus:
+        m.weight.requires_grad_(False)
+    return len(prelus)
+
+
 def fade_at(step: int, fade_steps: int) -> float:
     """λ at ``step``: 1 at step 0, linear down to 0 at ``fade_steps``, 0 afterwards."""
     if fade_steps <= 0:
@@ -115,6 +127,19 @@ def faded_state_dict(student: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def finished_fade_state(state: dict[str, torch.Tensor], student_config: dict) -> dict[str, torch.Tensor]:
+    """A fading student's state dict (per-channel source slopes under the PReLU keys, as a run's periodic
+    checkpoint holds it) as the plain relu / prelu1 student of ``student_config`` loads it: every fader at λ = 0
+    (``faded_state_dict``). Used to start a run from another run's checkpoint after its fade."""
+    from shrinkface.train.students import build_student
+
+    faded = build_student(**student_config)
+    faders = attach_faders(faded)
+    faded.load_state_dict(state)
+    set_fade(faders, 0.0)
+    return faded_state_dict(faded)
+
+
 def one_slope_twin(state: dict[str, torch.Tensor], student_config: dict) -> tuple[nn.Module, dict]:
     """The untrained prelu1 twin of a per-channel PReLU student (its ``state_dict`` and ``build_student``
     arguments): every layer's slopes replaced by their mean at once (λ = 0 without training). Returns the twin in
@@ -122,10 +147,6 @@ def one_slope_twin(state: dict[str, torch.Tensor], student_config: dict) -> tupl
     from shrinkface.train.students import build_student
 
     config = {**student_config, "activation": "prelu1"}
-    faded = build_student(**config)
-    faders = attach_faders(faded)
-    faded.load_state_dict(state)
-    set_fade(faders, 0.0)
     twin = build_student(**config)
-    twin.load_state_dict(faded_state_dict(faded))
+    twin.load_state_dict(finished_fade_state(state, config))
     return twin.eval(), config
