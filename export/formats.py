@@ -9,7 +9,8 @@ is an ``ExportConfigError`` (exit code 2) that says what is allowed.
 int8 methods: ``ptq`` (post-training quantisation: calibration on real aligned faces only) and ``qat``
 (quantisation-aware fine-tuning with torchao PT2E; falls back to PTQ if QAT fails, and the report says so).
 Both formats' int8 files come from the same PT2E-converted graph (one quantisation per request): TFLite with
-int8 input and output (PReLU and the residual adds run in float inside, see ``litert_prelu.py``), ONNX as QDQ
+int8 input and output (a per-channel PReLU and the residual adds run in float inside, see ``litert_prelu.py``;
+a one-slope PReLU is an int8 ``LEAKY_RELU``, ``leaky.py``), ONNX as QDQ
 (float32 input and output). ONNX can instead use
 onnxruntime's ``quantize_static`` on the float ONNX (``onnx_int8=ort``: QDQ, per-channel, S8S8, MinMax; PTQ
 only); on a warm-started MobileFaceNet it gave cosine 0.986 to the float model where PT2E gave 0.992.
@@ -103,7 +104,10 @@ FORMATS: dict[str, FormatSpec] = {
         int8_methods=("ptq", "qat"),
         layouts=("NHWC", "NCHW"),
         options={},
-        int8_io="int8 input and int8 output; convs int8 (but --float-modules), PReLU and residual adds float inside",
+        int8_io=(
+            "int8 input and int8 output; convs int8 (but --float-modules); per-channel PReLU and the residual adds "
+            "float inside, a one-slope (prelu1) PReLU int8 LEAKY_RELU"
+        ),
     ),
 }
 

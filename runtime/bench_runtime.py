@@ -8,7 +8,6 @@ and markdown so the README can quote it.
 from __future__ import annotations
 
 import platform
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 
 from shrinkface.runtime.align import align_face
+from shrinkface.runtime.bench_models import call_times_ms
 from shrinkface.runtime.detect import FaceDetector
 from shrinkface.runtime.image import load_image
 
@@ -33,14 +33,8 @@ def machine_info() -> dict[str, str]:
 
 
 def _median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = np.empty(runs)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times[i] = time.perf_counter() - t0
-    return round(float(np.median(times)) * 1000.0, 3)
+    """Median milliseconds of ``fn()`` (``bench_models.call_times_ms``: ``runs`` timed calls after ``warmup``)."""
+    return round(float(np.median(call_times_ms(fn, runs, warmup))), 3)
 
 
 def bench_runtime(
