@@ -8,6 +8,8 @@ probe for a prelu1 export before anything is trained (docs/results/parity.md, "O
     shrinkface export artifacts/twin/student.pt --formats tflite --quant float,int8 \\
       --float-modules stem,head.gdc --out artifacts/twin
     shrinkface parity artifacts/twin/student.pt artifacts/twin/student.float.tflite --out artifacts/twin/parity
+
+``--keep stem.0.2,neck.2`` keeps those layers' per-channel slopes (``student.channel_slopes``).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="a per-channel PReLU student checkpoint (student.pt)")
     parser.add_argument("out", help="where to write the prelu1 twin checkpoint")
+    parser.add_argument("--keep", default="", help="activation modules that keep per-channel slopes (comma list)")
     args = parser.parse_args()
     ckpt = load_checkpoint(args.source)
-    twin, config = one_slope_twin(ckpt["student"], ckpt["student_config"])
+    keep = [name for name in args.keep.split(",") if name]
+    twin, config = one_slope_twin(ckpt["student"], ckpt["student_config"], keep)
     print(save_student_checkpoint(twin, config, args.out))
 
 

@@ -35,7 +35,7 @@ def one_slope(model: nn.Module, part: str) -> tuple[nn.Module, int]:
     count = 0
     for name, module in twin.named_modules():
         top = name.split(".")[0]
-        chosen = part == "*" or (part == "*-stem" and top != "stem") or top == part
+        chosen = part == "*" or (part == "*-stem" and top != "stem") or top == part or name == part
         if isinstance(module, nn.PReLU) and chosen:
             with torch.no_grad():
                 mean = module.weight.mean()
@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--heldout", type=Path, required=True, help="Aligned training faces (never LFW).")
     parser.add_argument("--heldout-size", type=int, default=300)
+    parser.add_argument("--per-layer", action="store_true", help="One variant per PReLU layer instead of per part.")
     parser.add_argument("--out", type=Path, default=Path("docs/results/slope_sensitivity"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -60,7 +61,8 @@ def main() -> None:
     with torch.no_grad():
         reference = torch.cat([model(c) for c in x.split(32)])
     rows = []
-    for part in PARTS:
+    parts = [n for n, m in model.named_modules() if isinstance(m, nn.PReLU)] if args.per_layer else PARTS
+    for part in parts:
         twin, count = one_slope(model, part)
         with torch.no_grad():
             y = torch.cat([twin(c) for c in x.split(32)])
@@ -77,7 +79,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     report = {"checkpoint": str(args.checkpoint), "heldout": f"{len(x)} faces from {args.heldout}", "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sensitivity.json").write_text(json.dumps(report, indent=1) + "\n")
+    stem = "per_layer" if args.per_layer else "sensitivity"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [
         f"# One slope per layer, one part at a time: `{args.checkpoint}` (untrained)",
         "",
@@ -92,8 +95,8 @@ def main() -> None:
         ],
         "",
     ]
-    (args.out / "sensitivity.md").write_text("\n".join(lines))
-    print(f"wrote {args.out / 'sensitivity.md'}")
+    (args.out / f"{stem}.md").write_text("\n".join(lines))
+    print(f"wrote {args.out / stem}.md")
 
 
 if __name__ == "__main__":

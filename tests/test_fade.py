@@ -213,3 +213,43 @@ def test_a_prelu1_run_continues_from_a_faded_checkpoint_with_its_slopes_frozen(t
 def test_freeze_slopes_refuses_a_student_without_prelu() -> None:
     with pytest.raises(StudentConfigError, match="no PReLU"):
         freeze_slopes(build_student("mobilefacenet", width=0.25, activation="relu"))
+
+
+def test_channel_slopes_keep_per_channel_prelus_that_do_not_fade() -> None:
+    keep = ["stem.0.2", "stage8.1.0.block.0.2"]
+    prelu = _prelu_student()
+    hybrid = build_student("mobilefacenet", embedding_size=64, width=0.25, activation="prelu1", channel_slopes=keep)
+    modules = dict(hybrid.named_modules())
+    assert hybrid.channel_slopes == tuple(keep)
+    channels = {name: modules[name.rpartition(".")[0]][1].num_features for name in keep}
+    assert all(modules[n].num_parameters == channels[n] > 1 for n in keep)
+    faders = attach_faders(hybrid)
+    assert len(faders) == sum(isinstance(m, torch.nn.PReLU) for m in prelu.modules()) - len(keep)
+    hybrid.load_state_dict(prelu.state_dict())
+    hybrid.eval()
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(hybrid(x), prelu(x))  # λ = 1: the source network
+        set_fade(faders, 0.0)
+        state = faded_state_dict(hybrid)
+        plain = build_student("mobilefacenet", embedding_size=64, width=0.25, activation="prelu1", channel_slopes=keep)
+        plain.load_state_dict(state)  # strict: per-channel keys for the kept layers, one slope elsewhere
+        assert torch.equal(plain.eval()(x), hybrid(x))
+    source = prelu.state_dict()
+    for name, module in plain.named_modules():
+        if isinstance(module, torch.nn.PReLU):
+            src = source[f"{name}.weight"].numpy().astype(np.float64)
+            if name in keep:
+                assert torch.equal(module.weight, source[f"{name}.weight"])
+            else:
+                mean = src.mean()
+                np.testing.assert_allclose(module.weight.item(), mean if abs(mean) >= 0.01 else 0.0, rtol=1e-6)
+
+
+def test_channel_slopes_are_refused_outside_a_prelu1_student(data_dir) -> None:
+    with pytest.raises(StudentConfigError, match="prelu1 student"):
+        build_student("mobilefacenet", width=0.25, activation="prelu", channel_slopes=["neck.2"])
+    with pytest.raises(StudentConfigError, match="not an activation"):
+        build_student("mobilefacenet", width=0.25, activation="prelu1", channel_slopes=["neck.1"])
+    with pytest.raises(ConfigError, match="channel_slopes"):
+        load_config(CI_CONFIG, ["student.channel_slopes=[neck.2]"])

@@ -1,6 +1,7 @@
 """One-slope PReLU students (activation prelu1) at export: the PReLU → LeakyReLU swap is exact, and the int8
 TFLite file runs every activation as an int8 LEAKY_RELU (or a fused ReLU) inside one XNNPACK partition, close to
-the float model on real faces; the head's GDConv can stay float (``--float-modules head.gdc``)."""
+the float model on real faces; the head's GDConv can stay float (``--float-modules head.gdc``); a prelu1 student's
+per-channel exceptions (``channel_slopes``) are float PRELUs in the same partition."""
 
 from __future__ import annotations
 
@@ -51,15 +52,22 @@ def test_one_slope_prelu_becomes_leaky_relu_or_relu_exactly() -> None:
     assert shared_prelu_as_leaky(per_channel)[1] == 0
 
 
-def _prelu1_checkpoint(base: Path, data_dir: Path) -> Path:
-    """The warm-started PReLU fixture student with each layer's slopes faded to their mean (untrained, real
-    weights: realistic activation ranges), saved as a prelu1 checkpoint."""
+#: per-channel exceptions of the hybrid variant (student.channel_slopes): two in the float stem, two islands
+KEEP = ["stem.0.2", "stem.1.2", "stage8.1.0.block.0.2", "neck.2"]
+
+
+def _prelu1_checkpoint(base: Path, data_dir: Path, keep: list[str]) -> Path:
+    """The warm-started PReLU fixture student with each layer's slopes faded to their mean but the ``keep``
+    layers' (untrained, real weights: realistic activation ranges), saved as a prelu1 checkpoint."""
     ckpt = torch.load(fx.checkpoint("prelu", base, data_dir), weights_only=True)
-    twin, config = one_slope_twin(ckpt["student"], ckpt["student_config"])
-    return save_student_checkpoint(twin, config, base / "checkpoints" / "prelu1.pt")
+    twin, config = one_slope_twin(ckpt["student"], ckpt["student_config"], keep)
+    return save_student_checkpoint(twin, config, base / "checkpoints" / f"prelu1_keep{len(keep)}.pt")
 
 
-def test_prelu1_int8_tflite_runs_int8_leaky_relu_in_one_partition(base: Path, data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep", [[], KEEP], ids=["prelu1", "prelu1+channel_slopes"])
+def test_prelu1_int8_tflite_runs_int8_leaky_relu_in_one_partition(
+    base: Path, data_dir: Path, tmp_path: Path, keep: list[str]
+) -> None:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from shrinkface.export.exporter import export_checkpoint
@@ -67,20 +75,22 @@ def test_prelu1_int8_tflite_runs_int8_leaky_relu_in_one_partition(base: Path, da
     from shrinkface.runtime.bench_models import litert_ops
     from shrinkface.runtime.embed import load_embedder
 
-    path = _prelu1_checkpoint(base, data_dir)
+    path = _prelu1_checkpoint(base, data_dir, keep)
     model, _ = load_student_checkpoint(path)
-    slopes = [float(m.weight) for m in model.modules() if isinstance(m, torch.nn.PReLU)]
+    slopes = [float(m.weight) for m in model.modules() if isinstance(m, torch.nn.PReLU) and m.num_parameters == 1]
     options = {"calib_size": fx.CALIB_SIZE, "float_modules": "stem,head.gdc"}
     result = export_checkpoint(path, tmp_path, plan_exports("tflite", "int8", "ptq", options=options))
     file = result.artifacts[0].path
 
     info = litert_ops(_loaded(Interpreter(model_path=str(file), num_threads=1)))
     assert info["delegate_partitions"] == 1, info
-    assert "PRELU" not in info["ops"]
     builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     plain = _loaded(Interpreter(model_path=str(file), experimental_op_resolver_type=builtin))
     dtypes = {t["index"]: np.dtype(t["dtype"]) for t in plain.get_tensor_details()}
     ops = plain._get_ops_details()
+    # each kept per-channel layer is a float PRELU (in the float stem, or an island between DEQUANTIZE/QUANTIZE)
+    prelu = [o for o in ops if o["op_name"] == "PRELU"]
+    assert len(prelu) == len(keep) and all(dtypes[o["inputs"][0]] == np.float32 for o in prelu)
     leaky = [o for o in ops if o["op_name"] == "LEAKY_RELU"]
     # every non-zero slope is a LEAKY_RELU, int8 in and out but the stem's two and the neck's (it feeds the float
     # GDConv), which run in float; zero slopes are ReLUs fused into their convolution

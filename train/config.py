@@ -78,10 +78,18 @@ class StudentConfig:
     #: Keep every PReLU slope at its starting value (``init_from`` / ``warm_start``): continuing a faded prelu1
     #: student this way keeps its snapped-to-0 layers exact ReLUs, which int8 export needs (train/students/fade.py).
     freeze_slopes: bool = False
+    #: activation prelu1 only: activation modules (e.g. "stage8.1.0.block.0.2") that keep per-channel slopes
+    #: (float islands in int8 TFLite; bench/slope_sensitivity.py measures which layers need them).
+    channel_slopes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.fade_prelu_steps < 0:
             raise ConfigError(f"student.fade_prelu_steps must be ≥ 0, got {self.fade_prelu_steps}")
+        if self.channel_slopes and self.activation != "prelu1":
+            raise ConfigError(
+                f"student.channel_slopes are per-channel exceptions in a prelu1 student; activation is "
+                f"{self.activation!r}"
+            )
         if self.fade_prelu_steps and self.activation not in ("relu", "prelu1"):
             raise ConfigError(
                 f"student.fade_prelu_steps turns PReLU slopes into ReLU or one slope per layer: it needs activation "
@@ -89,13 +97,16 @@ class StudentConfig:
             )
 
     def build_args(self) -> dict[str, Any]:
-        """The ``build_student`` keyword arguments (everything but ``warm_start``)."""
-        return {
+        """The ``build_student`` keyword arguments (everything but ``warm_start``; ``channel_slopes`` if any)."""
+        args: dict[str, Any] = {
             "arch": self.arch,
             "embedding_size": self.embedding_size,
             "width": self.width,
             "activation": self.activation,
         }
+        if self.channel_slopes:
+            args["channel_slopes"] = list(self.channel_slopes)
+        return args
 
 
 @dataclass

@@ -65,9 +65,13 @@ class FadingPReLU(nn.PReLU):
 
 def attach_faders(student: nn.Module) -> list[FadingPReLU]:
     """Replace every activation of the student's conv-BN-activation blocks by a ``FadingPReLU`` (in place):
-    ``nn.ReLU`` (a relu student) fades to ReLU, a one-slope ``nn.PReLU`` (a prelu1 student) to the mean slope."""
+    ``nn.ReLU`` (a relu student) fades to ReLU, a one-slope ``nn.PReLU`` (a prelu1 student) to the mean slope;
+    a prelu1 student's ``channel_slopes`` keep their per-channel PReLU (no fade)."""
     faders: list[FadingPReLU] = []
-    for block in student.modules():
+    keep = {name.rpartition(".")[0] for name in getattr(student, "channel_slopes", ())}
+    for block_name, block in student.named_modules():
+        if block_name in keep:  # a prelu1 student's per-channel exception: trains as a plain PReLU
+            continue
         if isinstance(block, ConvBNAct) and len(block) == 3:
             act = block[2]
             shared = isinstance(act, nn.PReLU) and act.num_parameters == 1
@@ -140,13 +144,18 @@ def finished_fade_state(state: dict[str, torch.Tensor], student_config: dict) ->
     return faded_state_dict(faded)
 
 
-def one_slope_twin(state: dict[str, torch.Tensor], student_config: dict) -> tuple[nn.Module, dict]:
+def one_slope_twin(
+    state: dict[str, torch.Tensor], student_config: dict, channel_slopes: list[str] | None = None
+) -> tuple[nn.Module, dict]:
     """The untrained prelu1 twin of a per-channel PReLU student (its ``state_dict`` and ``build_student``
-    arguments): every layer's slopes replaced by their mean at once (λ = 0 without training). Returns the twin in
-    eval mode and its ``build_student`` arguments."""
+    arguments): every layer's slopes replaced by their mean at once (λ = 0 without training), except the
+    ``channel_slopes`` layers, which keep theirs. Returns the twin in eval mode and its ``build_student``
+    arguments."""
     from shrinkface.train.students import build_student
 
     config = {**student_config, "activation": "prelu1"}
+    if channel_slopes:
+        config["channel_slopes"] = list(channel_slopes)
     twin = build_student(**config)
     twin.load_state_dict(finished_fade_state(state, config))
     return twin.eval(), config
