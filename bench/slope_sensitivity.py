@@ -1,14 +1,16 @@
 """Which layers' per-channel PReLU slopes carry the function? One part at a time gets one slope per layer.
 
 For each part of a per-channel PReLU student, every PReLU in it has its slopes replaced by their mean (0 where
-the mean is below ``fade.SNAP``, the rule of the prelu1 fade), untrained; the cosine of the result to the
-original student on held-out aligned training faces (no LFW) says how much of the function that part's slope
-diversity holds. A part kept float in the int8 export (the stem) could keep per-channel slopes for free:
+the mean is below ``fade.SNAP``: ``fade.snapped_mean``, the rule of the prelu1 fade), untrained; the cosine of
+the result to the original student on held-out aligned training faces (no LFW) says how much of the function
+that part's slope diversity holds. A part kept float in the int8 export (the stem) could keep per-channel
+slopes for free:
 
     .venv/bin/python bench/slope_sensitivity.py runs/warm_ensemble_abc_6ep/student.pt \\
         --heldout ~/.cache/shrinkface/aligned/utkface --out docs/results/slope_sensitivity
 
-Writes ``sensitivity.json`` and ``sensitivity.md``.
+Writes ``sensitivity.json`` and ``sensitivity.md``; with ``--per-layer`` one variant per PReLU layer instead
+(``per_layer.json``, ``per_layer.md``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import nn
 
 from shrinkface.export.calib import load_calibration_crops
 from shrinkface.export.checkpoint import load_student_checkpoint
-from shrinkface.train.students.fade import SNAP
+from shrinkface.train.students.fade import snapped_mean
 
 #: the parts made one-slope, one variant each; "*" = every part, "*-stem" = every part but the stem
 PARTS = ("stem", "stage4", "stage8", "stage16", "neck", "*-stem", "*")
@@ -38,8 +40,7 @@ def one_slope(model: nn.Module, part: str) -> tuple[nn.Module, int]:
         chosen = part == "*" or (part == "*-stem" and top != "stem") or top == part or name == part
         if isinstance(module, nn.PReLU) and chosen:
             with torch.no_grad():
-                mean = module.weight.mean()
-                module.weight.fill_(float(mean) if abs(float(mean)) >= SNAP else 0.0)
+                module.weight.fill_(float(snapped_mean(module.weight)))
             count += 1
     return twin, count
 

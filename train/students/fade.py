@@ -17,6 +17,11 @@ int8 ``LEAKY_RELU`` inside XNNPACK, where a per-channel PReLU needs a float isla
 the shipped student's layers with ā = 0.0011 and 0.0015 fell out of the delegate), so such a layer becomes an
 exact ReLU instead, which export fuses into its convolution.
 
+A prelu1 student may keep per-channel slopes in a few named layers (``student.channel_slopes``: they do not fade
+and train as plain PReLUs; bench/slope_sensitivity.py finds the layers whose slope diversity carries the
+function), and a faded student can be trained further from its run's checkpoint with its slopes fixed
+(``init_from`` + ``student.freeze_slopes``).
+
 The faders' state-dict keys are the PReLU student's (``….2.weight``), so a PReLU checkpoint (``init_from``) or the
 ONNX warm start loads into them unchanged; ``faded_state_dict`` turns them into the target student's keys again
 (dropped for ReLU, ``[ā]`` for prelu1) for the final ``student.pt``. The schedule is linear; the slopes stay
@@ -36,6 +41,12 @@ from shrinkface.train.students.common import ConvBNAct, StudentConfigError
 SNAP = 0.01
 
 
+def snapped_mean(slopes: torch.Tensor) -> torch.Tensor:
+    """One slope for a layer's per-channel ``slopes``, shape [1]: their mean, or 0 where it is below ``SNAP``."""
+    mean = slopes.mean().reshape(1)
+    return torch.where(mean.abs() >= SNAP, mean, torch.zeros_like(mean))  # no host sync on a GPU
+
+
 class FadingPReLU(nn.PReLU):
     """``max(x, 0) + (λ·a + (1 − λ)·t) · min(x, 0)`` with frozen per-channel slopes ``a`` (``weight``) and target
     ``t`` = 0 (``shared=False``: ReLU at λ = 0) or ``t`` = mean(a), 0 if below ``SNAP`` (``shared=True``: one-slope
@@ -51,8 +62,7 @@ class FadingPReLU(nn.PReLU):
         """The slope at λ = 0, shape [1]: 0, or the mean of the source slopes when it is at least ``SNAP``."""
         if not self.shared:
             return self.weight.new_zeros(1)
-        mean = self.weight.mean().reshape(1)
-        return torch.where(mean.abs() >= SNAP, mean, torch.zeros_like(mean))  # no host sync on a GPU
+        return snapped_mean(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The faded PReLU (the target activation once ``fade`` is 0)."""
