@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 
-import numpy as np
 from ai_edge_litert.compiled_model import CompiledModel
 from ai_edge_litert.cpu_kernel_mode import CpuKernelMode
 from ai_edge_litert.hardware_accelerator import HardwareAccelerator
@@ -22,7 +20,9 @@ from ai_edge_litert.interpreter import Interpreter
 from ai_edge_litert.options import CpuOptions, Options
 from tflite_ops import random_input  # bench/ is on sys.path when run as a script
 
-from shrinkface.runtime.bench_models import call_times_ms
+from shrinkface.runtime.bench_models import median_call_ms
+
+RUNS, WARMUP = 300, 30
 
 VARIANTS: dict[str, CpuOptions] = {
     "xnnpack": CpuOptions(num_threads=1),
@@ -32,11 +32,6 @@ VARIANTS: dict[str, CpuOptions] = {
 }
 
 
-def median_ms(run: Callable[[], object], runs: int = 300, warmup: int = 30) -> float:
-    """Median wall time of ``run()`` in ms."""
-    return round(float(np.median(call_times_ms(run, runs, warmup))), 3)
-
-
 def main(paths: list[str]) -> None:
     for path in paths:
         interpreter = Interpreter(model_path=path, num_threads=1)
@@ -44,7 +39,8 @@ def main(paths: list[str]) -> None:
         detail = interpreter.get_input_details()[0]
         x = random_input(detail)
         interpreter.set_tensor(detail["index"], x)
-        print(json.dumps({"file": path, "api": "Interpreter", "median_ms": median_ms(interpreter.invoke)}), flush=True)
+        ms = median_call_ms(interpreter.invoke, RUNS, WARMUP)
+        print(json.dumps({"file": path, "api": "Interpreter", "median_ms": ms}), flush=True)
         for name, cpu in VARIANTS.items():
             row: dict[str, object] = {"file": path, "api": "CompiledModel", "cpu": name}
             try:
@@ -52,7 +48,8 @@ def main(paths: list[str]) -> None:
                 model = CompiledModel.from_file(path, options=options)
                 inputs, outputs = model.create_input_buffers(0), model.create_output_buffers(0)
                 inputs[0].write(x)
-                row["median_ms"] = median_ms(lambda m=model, i=inputs, o=outputs: m.run_by_index(0, i, o))
+                run = lambda m=model, i=inputs, o=outputs: m.run_by_index(0, i, o)  # noqa: E731
+                row["median_ms"] = median_call_ms(run, RUNS, WARMUP)
             except Exception as exc:  # an option this build lacks (YNNPACK) fails at creation
                 row["error"] = str(exc).splitlines()[0][:200]
             print(json.dumps(row), flush=True)

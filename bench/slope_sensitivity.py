@@ -82,11 +82,16 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "per_layer" if args.per_layer else "sensitivity"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    command = (
+        f".venv/bin/python bench/slope_sensitivity.py {args.checkpoint} --heldout {args.heldout} "
+        f"--heldout-size {args.heldout_size}{' --per-layer' if args.per_layer else ''} --out {args.out}"
+    )
+    unit = "layer" if args.per_layer else "part"
     lines = [
-        f"# One slope per layer, one part at a time: `{args.checkpoint}` (untrained)",
+        f"# One slope per layer, one {unit} at a time: `{args.checkpoint}` (untrained)",
         "",
         f"Cosine to the per-channel student on {report['heldout']} (no LFW). `*` = every part, `*-stem` = all but",
-        f"the stem. Command: `.venv/bin/python bench/slope_sensitivity.py {args.checkpoint} --heldout {args.heldout}`.",
+        f"the stem. Command: `{command}`.",
         "",
         "| part made one-slope | PReLUs | cos mean | cos p1 | cos min |",
         "|---|---|---|---|---|",

@@ -29,6 +29,11 @@ def call_times_ms(fn: Any, runs: int, warmup: int) -> np.ndarray:
     return out * 1000.0
 
 
+def median_call_ms(fn: Any, runs: int, warmup: int) -> float:
+    """Median of ``call_times_ms(fn, runs, warmup)``, rounded to µs."""
+    return round(float(np.median(call_times_ms(fn, runs, warmup))), 3)
+
+
 def _summary(ms: np.ndarray) -> dict[str, float]:
     return {
         "median_ms": round(float(np.median(ms)), 4),

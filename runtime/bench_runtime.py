@@ -8,7 +8,7 @@ and markdown so the README can quote it.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from shrinkface.runtime.align import align_face
-from shrinkface.runtime.bench_models import call_times_ms
+from shrinkface.runtime.bench_models import median_call_ms
 from shrinkface.runtime.detect import FaceDetector
 from shrinkface.runtime.image import load_image
 
@@ -30,11 +30,6 @@ def machine_info() -> dict[str, str]:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
     }
-
-
-def _median_ms(fn: Callable[[], Any], runs: int, warmup: int) -> float:
-    """Median milliseconds of ``fn()`` (``bench_models.call_times_ms``: ``runs`` timed calls after ``warmup``)."""
-    return round(float(np.median(call_times_ms(fn, runs, warmup))), 3)
 
 
 def bench_runtime(
@@ -55,8 +50,8 @@ def bench_runtime(
         return counter["i"]
 
     shared = {
-        "decode": _median_ms(lambda: load_image(blobs[cycle()]), runs, warmup),
-        "detect": _median_ms(lambda: detector.detect(rgbs[cycle()]), runs, warmup),
+        "decode": median_call_ms(lambda: load_image(blobs[cycle()]), runs, warmup),
+        "detect": median_call_ms(lambda: detector.detect(rgbs[cycle()]), runs, warmup),
     }
     results = []
     for spec in models:
@@ -73,8 +68,8 @@ def bench_runtime(
         def embed_one(embedder: Any = embedder, crops: list[np.ndarray] = crops) -> np.ndarray:
             return embedder.embed(crops[cycle()][None])
 
-        row["align"] = _median_ms(align_one, runs, warmup)
-        row["embed"] = _median_ms(embed_one, runs, warmup)
+        row["align"] = median_call_ms(align_one, runs, warmup)
+        row["embed"] = median_call_ms(embed_one, runs, warmup)
         row["total"] = round(sum(row[s] for s in STAGES), 3)
         results.append({"model": spec, "card": card.name, "embedding_size": card.embedding_size, **row})
     return {

@@ -238,11 +238,10 @@ def test_channel_slopes_keep_per_channel_prelus_that_do_not_fade() -> None:
     source = prelu.state_dict()
     for name, module in plain.named_modules():
         if isinstance(module, torch.nn.PReLU):
-            src = source[f"{name}.weight"].numpy().astype(np.float64)
             if name in keep:
                 assert torch.equal(module.weight, source[f"{name}.weight"])
             else:
-                mean = src.mean()
+                mean = source[f"{name}.weight"].numpy().astype(np.float64).mean()
                 np.testing.assert_allclose(module.weight.item(), mean if abs(mean) >= 0.01 else 0.0, rtol=1e-6)
 
 

@@ -98,16 +98,15 @@ def attach_faders(student: nn.Module) -> list[FadingPReLU]:
     return faders
 
 
-def freeze_slopes(student: nn.Module) -> int:
+def freeze_slopes(student: nn.Module) -> None:
     """Keep every PReLU slope of the student fixed (``requires_grad`` off, so the optimiser never moves it):
-    a prelu1 student continued from a faded one keeps its snapped-to-0 slopes exactly 0. Returns how many
-    PReLU modules it froze; refuses a student that has none."""
+    a prelu1 student continued from a faded one keeps its snapped-to-0 slopes exactly 0. Refuses a student
+    that has none."""
     prelus = [m for m in student.modules() if isinstance(m, nn.PReLU)]
     if not prelus:
         raise StudentConfigError("student.freeze_slopes: the student has no PReLU slopes to freeze")
     for m in prelus:
         m.weight.requires_grad_(False)
-    return len(prelus)
 
 
 def fade_at(step: int, fade_steps: int) -> float:
