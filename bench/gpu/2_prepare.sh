@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install shrinkface (no deps: the box has torch, opencv, onnxruntime; litert/onnx2torch came as wheels), check
+# the assets' sha256, fill the teacher caches for CONFIG, and smoke-test 5 CUDA steps of it in a throw-away run.
+#   bash bench/gpu/2_prepare.sh configs/scratch_long.yaml
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+python3 -m pip install -q --no-deps --no-build-isolation --no-index . 2>&1 | tail -2
+python3 -m shrinkface assets verify || true   # lists every asset; only the config's teachers must be ok
+time python3 -m shrinkface train cache "$1" --processes 14 --set data.workers=1
+python3 -m shrinkface train run "$1" --device cuda --quiet --stop-at 5 --set name=smoke \
+  --set output_dir=/tmp/smoke --set eval.period=0 --set eval.at_end=false --set data.workers=8
+tail -n 3 /tmp/smoke/smoke/log.jsonl
