@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/plot_curve.py runs/scratch_long [runs/other ...] --out docs/results/curve.png
 
-Each run's ``eval`` events give (step, lfw_acc, lfw_std, lfw_pairs); the step is turned into epochs with the
-run's ``start`` event (``steps_per_epoch``). Points are drawn with their fold standard deviation.
+Each run's ``eval`` events give (step, lfw_acc, lfw_std, lfw_pairs): those of ``log.jsonl`` (the periodic
+evaluation) and of ``evals_posthoc.jsonl`` (bench/eval_checkpoints.py: the same evaluation of step checkpoints
+of pieces trained where LFW was not, e.g. on a GPU box). The step is turned into epochs with the run's ``start``
+event (``steps_per_epoch``). Points are drawn with their fold standard deviation.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ def read_curve(run_dir: Path) -> tuple[list[float], list[float], list[float], se
     if not starts:
         raise SystemExit(f"{run_dir}/log.jsonl has no start event")
     per_epoch = starts[-1]["steps_per_epoch"]
-    evals = [e for e in events if e.get("event") == "eval"]
+    posthoc = run_dir / "evals_posthoc.jsonl"
+    if posthoc.is_file():
+        events += [json.loads(x) for x in posthoc.read_text().splitlines() if x.strip()]
+    evals = sorted((e for e in events if e.get("event") == "eval"), key=lambda e: e["step"])
     return (
         [e["step"] / per_epoch for e in evals],
         [100 * e["lfw_acc"] for e in evals],

@@ -5,8 +5,8 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 python3 -m pip install -q --no-deps --no-build-isolation --no-index . 2>&1 | tail -2
-python3 -m shrinkface assets verify || true   # lists every asset; only the config's teachers must be ok
-time python3 -m shrinkface train cache "$1" --processes 14 --set data.workers=1
-python3 -m shrinkface train run "$1" --device cuda --quiet --stop-at 5 --set name=smoke \
+python3 -P -m shrinkface assets verify || true   # lists every asset; only the config's teachers must be ok
+time python3 -P -m shrinkface train cache "$1" --processes 14 --set data.workers=1
+python3 -P -m shrinkface train run "$1" --device cuda --quiet --stop-at 5 --set name=smoke \
   --set output_dir=/tmp/smoke --set eval.period=0 --set eval.at_end=false --set data.workers=8
 tail -n 3 /tmp/smoke/smoke/log.jsonl
