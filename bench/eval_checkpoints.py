@@ -51,17 +51,17 @@ def main() -> None:
     tune_cpu_process()
     cpu = torch.device("cpu")
     if args.full:
-        evaluators = {
-            flip: LfwEvaluator(EvalConfig(lfw_aligned=LFW_ALIGNED, max_pairs=None, flip=flip, tar_far=1e-4), cpu)
+        evaluators = [
+            LfwEvaluator(EvalConfig(lfw_aligned=LFW_ALIGNED, max_pairs=None, flip=flip, tar_far=1e-4), cpu)
             for flip in (True, False)
-        }
+        ]
     else:  # what the trainer's periodic evaluation of these runs' configs does
-        evaluators = {False: LfwEvaluator(EvalConfig(lfw_aligned=LFW_ALIGNED, max_pairs=600, flip=False), cpu)}
+        evaluators = [LfwEvaluator(EvalConfig(lfw_aligned=LFW_ALIGNED, max_pairs=600, flip=False), cpu)]
     results = []
     for path in args.files:
         for step, ckpt in students_in(path):
             student = student_from_checkpoint(ckpt, path)
-            for flip, evaluator in evaluators.items():
+            for evaluator in evaluators:
                 t0 = time.perf_counter()
                 row = {"event": "eval", "step": step, "posthoc": True, "source": str(path), **evaluator(student)}
                 results.append(row)
