@@ -5,7 +5,8 @@
 Each run's ``eval`` events give (step, lfw_acc, lfw_std, lfw_pairs): those of ``log.jsonl`` (the periodic
 evaluation) and of ``evals_posthoc.jsonl`` (bench/eval_checkpoints.py: the same evaluation of step checkpoints
 of pieces trained where LFW was not, e.g. on a GPU box). The step is turned into epochs with the run's ``start``
-event (``steps_per_epoch``). Points are drawn with their fold standard deviation.
+event (``steps_per_epoch``). Points are drawn with their fold standard deviation; a run's ``final_eval.json``
+(bench/eval_checkpoints.py --full) adds its end-of-run 6000-pair figure (no flip) as a star.
 """
 
 from __future__ import annotations
@@ -50,7 +51,22 @@ def main() -> None:
     for run in args.runs:
         x, y, err, pairs = read_curve(run)
         label = f"{run.name} ({'/'.join(str(p) for p in sorted(pairs))} pairs)"
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        final = run / "final_eval.json"  # bench/eval_checkpoints.py --full: the reported end-of-run figure
+        if final.is_file():
+            (end,) = [e for e in json.loads(final.read_text()) if not e["lfw_flip"]]
+            colour = line[0].get_color()
+            ax.errorbar(
+                [x[-1]],
+                [100 * end["lfw_acc"]],
+                yerr=[100 * end["lfw_std"]],
+                marker="*",
+                markersize=12,
+                capsize=3,
+                color=colour,
+                linestyle="none",
+                label=f"{run.name} at its end, all 6000 pairs",
+            )
     ax.set_xlabel("epochs")
     ax.set_ylabel("LFW accuracy % (10-fold, mean ± std)")
     ax.set_title(args.title)
