@@ -140,14 +140,19 @@ def _failed_record(src_rel: str, **extra: Any) -> dict[str, Any]:
     return record | extra
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` under a temporary name beside ``path``, then rename: no half-written file at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def _write_png_atomic(path: Path, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise DataError(f"{path}: PNG encoding failed")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def align_one(
@@ -342,6 +347,16 @@ def align_folder(
     return summary
 
 
+def manifest_records(dst: str | Path) -> list[dict[str, Any]]:
+    """The raw manifest records of an aligned folder, one per source (the last wins), sorted by source path."""
+    manifest = Path(dst) / MANIFEST
+    if not manifest.is_file():
+        raise DataError(f"{manifest} not found: run `shrinkface data align SRC {dst}` first")
+    raw, _ = _read_manifest_lines(manifest)
+    latest = {r["src"]: r for r in raw}
+    return [latest[rel] for rel in sorted(latest)]
+
+
 def load_aligned_manifest(dst: str | Path, include_failed: bool = False) -> list[AlignedRecord]:
     """The records of an aligned folder, sorted by source path (the last record of a source wins).
 
@@ -349,13 +364,8 @@ def load_aligned_manifest(dst: str | Path, include_failed: bool = False) -> list
     """
     dst = Path(dst)
     manifest = dst / MANIFEST
-    if not manifest.is_file():
-        raise DataError(f"{manifest} not found: run `shrinkface data align SRC {dst}` first")
-    raw, _ = _read_manifest_lines(manifest)
-    latest = {r["src"]: r for r in raw}
     records = []
-    for rel in sorted(latest):
-        r = latest[rel]
+    for r in manifest_records(dst):
         if r["status"] != "ok" and not include_failed:
             continue
         crop = dst / r["crop"] if r["status"] == "ok" else None
@@ -363,7 +373,7 @@ def load_aligned_manifest(dst: str | Path, include_failed: bool = False) -> list
             raise DataError(f"{crop}: listed in {manifest} but missing; re-run `shrinkface data align`")
         records.append(
             AlignedRecord(
-                src=rel,
+                src=r["src"],
                 status=r["status"],
                 crop=crop,
                 identity=r.get("identity"),

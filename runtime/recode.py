@@ -16,7 +16,6 @@ to make DST smaller. Crops are written under a temporary name and renamed, and t
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,7 +24,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from shrinkface.runtime.dataset import MANIFEST, SETTINGS, TMP_SUFFIX, load_align_settings
+from shrinkface.runtime.dataset import MANIFEST, SETTINGS, load_align_settings, manifest_records, write_bytes_atomic
 from shrinkface.runtime.errors import DataError
 
 FORMATS = {"webp": (".webp", cv2.IMWRITE_WEBP_QUALITY), "jpg": (".jpg", cv2.IMWRITE_JPEG_QUALITY)}
@@ -42,29 +41,6 @@ class RecodeSummary:
     bytes_out: int = 0
     mean_abs_error: float = 0.0  # grey levels, over every pixel of every recoded crop
     max_abs_error: int = 0
-
-
-def _read_records(src: Path) -> list[dict]:
-    path = src / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{path} not found: {src} is not an aligned folder (`shrinkface data align`)")
-    latest: dict[str, dict] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not a JSON record ({exc})") from exc
-        latest[record["src"]] = record
-    return [latest[k] for k in sorted(latest)]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def recode_aligned(
@@ -85,10 +61,10 @@ def recode_aligned(
         raise DataError("recode writes a new folder: DST must differ from SRC")
     if (dst / MANIFEST).exists():
         raise DataError(f"{dst / MANIFEST} exists: recode into a new folder")
-    settings = json.loads((src / SETTINGS).read_text()) if (src / SETTINGS).is_file() else None
     load_align_settings(src)  # a readable align.json, else DataError
+    settings = json.loads((src / SETTINGS).read_text())
     suffix, flag = FORMATS[fmt]
-    records = _read_records(src)
+    records = manifest_records(src)
     summary = RecodeSummary()
     err_sum, pixels = 0, 0
     out: list[dict] = []
@@ -113,13 +89,12 @@ def recode_aligned(
         err_sum, pixels = err_sum + int(diff.sum()), pixels + diff.size
         summary.max_abs_error = max(summary.max_abs_error, int(diff.max()))
         rel = str(PurePosixPath(record["crop"]).with_suffix(suffix))
-        _write_atomic(dst / rel, buf.tobytes())
+        write_bytes_atomic(dst / rel, buf.tobytes())
         summary.recoded += 1
         summary.bytes_in += raw.size
         summary.bytes_out += buf.size
         out.append({**record, "crop": rel})
     summary.mean_abs_error = round(err_sum / pixels, 4) if pixels else 0.0
-    settings = dict(settings or {})
     settings["recoded"] = {
         "format": fmt,
         "quality": quality,
@@ -128,6 +103,6 @@ def recode_aligned(
         "max_abs_error": summary.max_abs_error,
         "excluded_records": summary.excluded,
     }
-    _write_atomic(dst / SETTINGS, json.dumps(settings, indent=1).encode())
-    _write_atomic(dst / MANIFEST, "".join(json.dumps(r) + "\n" for r in out).encode())
+    write_bytes_atomic(dst / SETTINGS, json.dumps(settings, indent=1).encode())
+    write_bytes_atomic(dst / MANIFEST, "".join(json.dumps(r) + "\n" for r in out).encode())
     return summary
