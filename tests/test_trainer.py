@@ -309,6 +309,24 @@ def test_bad_teachers_are_clear_model_errors() -> None:
         build_teacher(TeacherConfig(name="t", asset="faceplugin", kind="whitebox", features=["Conv_999"]))
 
 
+def test_whitebox_embedder_flushes_subnormals() -> None:
+    """A cache-filling worker builds its white-box teacher with ``whitebox_embedder``, which must turn on
+    flush-to-zero (faceplugin's subnormal activations made such a worker 6× slower). In a fresh process: a
+    subnormal float32 product survives before the call and is 0 after it."""
+    code = (
+        "import torch\n"
+        "from shrinkface.train.teachers import whitebox_embedder\n"
+        "torch.set_flush_denormal(False)\n"
+        "x = torch.tensor([1e-40])\n"
+        "before = float(x * 1.0)\n"
+        "whitebox_embedder('faceplugin')\n"
+        "print(before, float(x * 1.0))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    before, after = float(out[-2]), float(out[-1])
+    assert before > 0 and after == 0.0
+
+
 def test_evaluator_tar_matches_a_brute_force_all_pairs_roc(aligned_lfw_subset) -> None:
     """TAR at FAR over every pair of the evaluated crops, against sklearn's ROC of the explicit pair list."""
     from itertools import combinations
