@@ -3,10 +3,10 @@ training machine: ``shrinkface data recode SRC DST --quality 90``.
 
 The aligned crops are lossless PNG (~21–23 KB each); WebP at quality 90 makes them ~2.2 KB with a mean
 absolute error of 1.6–1.7 grey levels (measured on this project's training sets; reported by every run).
-DST is itself an aligned folder: the same records (landmarks, box,
-identity, failures with their reasons), each ``ok`` crop re-encoded to ``rel.webp``, and ``align.json`` with a
-``recoded`` entry (format, quality, source, error). Training reads it like any aligned folder; its crops are
-other files, so their content keys (and teacher-cache rows) are their own.
+DST is itself an aligned folder: the same records (landmarks, box, identity, failures with their reasons), each
+``ok`` crop re-encoded to ``rel.webp``, and ``align.json`` with a ``recoded`` entry (format, quality, source,
+error). Training reads it like any aligned folder (its ``data_report.json`` lists the recoded sources); its
+crops are other files, so their content keys (and teacher-cache rows) are their own.
 
 ``exclude`` drops the records of some identities (e.g. the LFW pairs' people, which training excludes anyway)
 to make DST smaller. Crops are written under a temporary name and renamed, and the manifest is written last

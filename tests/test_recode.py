@@ -103,3 +103,5 @@ def test_cli_and_training_scan(aligned, tmp_path, lfw_dir):
     assert recoded.classes == original.classes == ["Amelia_Vega"]
     assert len(recoded) == len(original) == 7
     assert set(recoded.keys).isdisjoint(original.keys)  # other files, other content keys
+    assert recoded.report["recoded_sources"][str(dst)]["quality"] == 90  # the run's data report says so
+    assert "recoded_sources" not in original.report

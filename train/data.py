@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import unicodedata
@@ -114,11 +115,14 @@ def scan_training_set(cfg: DataConfig, progress: bool = False) -> TrainingSet:
     labelled: dict[str, list[Path]] = {}  # normalised identity → paths
     display: dict[str, str] = {}
     unlabelled: list[Path] = []
+    recoded: dict[str, Any] = {}
     for src in cfg.sources:
         root = expand_path(src.path)
         if not root.is_dir():
             raise DataError(f"training source {root} is not a folder")
         records = _aligned_records(root)
+        if records is not None and (note := json.loads((root / "align.json").read_text()).get("recoded")):
+            recoded[str(root)] = note  # `shrinkface data recode`: lossy crops, say so in the report
         if src.kind == "unlabelled":
             found = [p for _, p in records] if records is not None else _images_in(root, recursive=True)
             files = _spread(found, src.limit)
@@ -164,6 +168,8 @@ def scan_training_set(cfg: DataConfig, progress: bool = False) -> TrainingSet:
             report["excluded_images"] += len(labelled.pop(key))
     elif labelled:
         report["warning"] = "data.pairs is null: identity disjointness was NOT checked"
+    if recoded:
+        report["recoded_sources"] = recoded
     if unlabelled:
         report["unlabelled_note"] = "unlabelled images carry no names and cannot be checked against the pairs"
 
