@@ -311,7 +311,7 @@ def test_bad_teachers_are_clear_model_errors() -> None:
 
 def test_whitebox_embedder_flushes_subnormals() -> None:
     """A cache-filling worker builds its white-box teacher with ``whitebox_embedder``, which must turn on
-    flush-to-zero (faceplugin's subnormal activations made such a worker 6× slower). In a fresh process: a
+    flush-to-zero (faceplugin's subnormal activations made such a worker 7× slower). In a fresh process: a
     subnormal float32 product survives before the call and is 0 after it."""
     code = (
         "import torch\n"

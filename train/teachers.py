@@ -262,7 +262,8 @@ def load_whitebox(asset: str, features: tuple[str, ...] = ()) -> tuple[WhiteBoxT
 def whitebox_embedder(asset: str) -> TorchEmbedder:
     """A ``TorchEmbedder`` for an asset (module-level, so ``functools.partial`` of it pickles). Flushes subnormal
     floats in this process (``fast_float_mode``): faceplugin's activations are full of them, and a cache-filling
-    worker ran it 6× slower without (3.7 vs 23.7 crops/s on one core; embeddings equal to float precision)."""
+    worker ran it 7× slower without (15.3 vs 105.3 crops/s on one idle core, identical embeddings:
+    bench/whitebox_denormal.py)."""
     from shrinkface.train.cpu_tuning import fast_float_mode
 
     torch.set_num_threads(1)
