@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 
-def read_curve(run_dir: Path) -> tuple[list[float], list[float], list[float], set[int]]:
-    """(epochs, accuracy %, std %, pair counts) of one run's evaluations."""
+def read_curve(run_dir: Path) -> tuple[list[float], list[float], list[float], set[int], int]:
+    """(epochs, accuracy %, std %, pair counts, steps per epoch) of one run's evaluations."""
     events = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines() if x.strip()]
     starts = [e for e in events if e.get("event") == "start"]
     if not starts:
@@ -32,6 +32,7 @@ def read_curve(run_dir: Path) -> tuple[list[float], list[float], list[float], se
         [100 * e["lfw_acc"] for e in evals],
         [100 * e["lfw_std"] for e in evals],
         {e["lfw_pairs"] for e in evals},
+        per_epoch,
     )
 
 
@@ -49,7 +50,7 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for run in args.runs:
-        x, y, err, pairs = read_curve(run)
+        x, y, err, pairs, per_epoch = read_curve(run)
         label = f"{run.name} ({'/'.join(str(p) for p in sorted(pairs))} pairs)"
         line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
         final = run / "final_eval.json"  # bench/eval_checkpoints.py --full: the reported end-of-run figure
@@ -57,7 +58,7 @@ def main() -> None:
             (end,) = [e for e in json.loads(final.read_text()) if not e["lfw_flip"]]
             colour = line[0].get_color()
             ax.errorbar(
-                [x[-1]],
+                [end["step"] / per_epoch],
                 [100 * end["lfw_acc"]],
                 yerr=[100 * end["lfw_std"]],
                 marker="*",

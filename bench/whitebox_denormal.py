@@ -1,5 +1,5 @@
 """Crops/s of the faceplugin white-box teacher (onnx2torch) on one thread, with and without flushing subnormal
-floats: why ``train.teachers.whitebox_embedder`` turns flush-to-zero on (the teacher-cache workers).
+floats: why ``train.teachers.TorchEmbedder.embed`` turns flush-to-zero on (the teacher cache).
 
     .venv/bin/python bench/whitebox_denormal.py [--crops 128]
 
@@ -20,16 +20,17 @@ CHILD = """
 import json, sys, time
 import numpy as np, torch
 from shrinkface.runtime.config import cache_dir
-from shrinkface.train.teachers import load_whitebox, TorchEmbedder
+from shrinkface.train.teachers import load_whitebox
 torch.set_num_threads(1)
 torch.set_flush_denormal(sys.argv[1] == "1")
-teacher, sha = load_whitebox("faceplugin")
-embedder = TorchEmbedder(teacher, sha)
+teacher, _ = load_whitebox("faceplugin")  # the module itself: TorchEmbedder.embed would turn flushing on
 pack = max((cache_dir() / "train" / "crops").glob("*.npy"), key=lambda p: p.stat().st_size)
-crops = np.ascontiguousarray(np.load(pack, mmap_mode="r")[: int(sys.argv[2])])
-embedder.embed(crops[:16])
-t0 = time.perf_counter()
-emb = embedder.embed(crops)
+crops = torch.from_numpy(np.ascontiguousarray(np.load(pack, mmap_mode="r")[: int(sys.argv[2])]))
+embed = lambda x: torch.cat([teacher(x[i : i + 64])[0] for i in range(0, len(x), 64)])
+with torch.no_grad():
+    embed(crops[:16])
+    t0 = time.perf_counter()
+    emb = embed(crops).numpy()
 np.save(sys.argv[3], emb)
 print(json.dumps({"flush": sys.argv[1] == "1", "crops_per_s": round(len(crops) / (time.perf_counter() - t0), 1)}))
 """

@@ -234,7 +234,15 @@ class TorchEmbedder:
         self.teacher, self.card, self.sha256, self.batch = teacher, teacher.card, sha256, batch
 
     def embed(self, crops_rgb: np.ndarray, flip: bool | None = False) -> np.ndarray:
-        """L2-normalised embeddings; ``flip`` adds the mirrored crop's embedding first (default off)."""
+        """L2-normalised embeddings; ``flip`` adds the mirrored crop's embedding first (default off).
+
+        Flushes subnormal floats in the calling thread first (``fast_float_mode``): faceplugin's activations are
+        full of them, and the teacher cache filled 6–7× slower without (15.3 vs 90–105 crops/s on one idle core,
+        identical embeddings: bench/whitebox_denormal.py). Here, not at construction, because creating an ONNX
+        Runtime session (a black-box teacher built later) clears the flag again."""
+        from shrinkface.train.cpu_tuning import fast_float_mode
+
+        fast_float_mode()
         if flip:
             both = self.embed(np.concatenate([crops_rgb, crops_rgb[:, :, ::-1]]), flip=False)
             n = len(crops_rgb)
@@ -260,14 +268,8 @@ def load_whitebox(asset: str, features: tuple[str, ...] = ()) -> tuple[WhiteBoxT
 
 
 def whitebox_embedder(asset: str) -> TorchEmbedder:
-    """A ``TorchEmbedder`` for an asset (module-level, so ``functools.partial`` of it pickles). Flushes subnormal
-    floats in this process (``fast_float_mode``): faceplugin's activations are full of them, and a cache-filling
-    worker ran it 7× slower without (15.3 vs 105.3 crops/s on one idle core, identical embeddings:
-    bench/whitebox_denormal.py)."""
-    from shrinkface.train.cpu_tuning import fast_float_mode
-
+    """A ``TorchEmbedder`` for an asset (module-level, so ``functools.partial`` of it pickles)."""
     torch.set_num_threads(1)
-    fast_float_mode()
     teacher, sha = load_whitebox(asset)
     return TorchEmbedder(teacher, sha)
 

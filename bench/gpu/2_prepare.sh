@@ -3,7 +3,7 @@
 # the assets' sha256, fill the teacher caches for CONFIG, and smoke-test 5 CUDA steps of it in a throw-away run.
 #   bash bench/gpu/2_prepare.sh configs/scratch_long.yaml
 # Session 7: its one run hit the call's time limit inside the cache fill (the white-box workers did not flush
-# subnormal floats then: 7× slower; fixed in train/teachers.py), the fill was finished by hand with the same
+# subnormal floats then: 6–7× slower; fixed in train/teachers.py TorchEmbedder.embed), the fill was finished by hand with the same
 # `train cache` command (--processes 1, then 14), and the smoke test was skipped: the training call ran directly.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
