@@ -79,6 +79,14 @@ class LfwEvaluator:
     def __call__(self, student: torch.nn.Module) -> dict[str, Any]:
         t0 = time.perf_counter()
         emb = embed_crops(student, self.crops, self.device, self.cfg.batch_size, self.cfg.flip, self.channels_last)
+        out = self.score(emb)
+        out["eval_s"] = round(time.perf_counter() - t0, 2)
+        return out
+
+    def score(self, emb: np.ndarray) -> dict[str, Any]:
+        """Accuracy dict of (N, D) L2-normalised embeddings of ``self.crops`` (the rows of the found crops)."""
+        if emb.shape[0] != int(self.have.sum()):
+            raise ValueError(f"{emb.shape[0]} embeddings for {int(self.have.sum())} crops")
         full = np.full((len(self.keys), emb.shape[1]), np.nan, np.float32)
         full[self.have] = emb
         result = lfw_accuracy(self.pairs, self.keys, full)
@@ -94,5 +102,4 @@ class LfwEvaluator:
             roc = all_vs_all_roc(np.nan_to_num(full), self.labels, self.have)
             (point,) = tar_at_far(roc, [self.cfg.tar_far])
             out.update(tar=round(point.tar, 5), tar_far=point.far, tar_impostor_pairs=roc.n_neg)
-        out["eval_s"] = round(time.perf_counter() - t0, 2)
         return out
