@@ -1,4 +1,4 @@
-"""LFW of a distilled student scored through its distillation projections (an ensemble head), not only its own embedding.
+"""LFW of a distilled student scored through its distillation projections (an ensemble head) too.
 
 An ensemble-distilled student is trained so that P_k·s points where teacher k's embedding points, for each
 teacher k (ADL with a bias-free ``ProjectionHead`` when the sizes differ, the identity when they match). The
@@ -99,7 +99,10 @@ def main() -> None:
         t0 = time.perf_counter()
         raw = embed_crops(model, evaluator.crops, cpu, flip=flip)
         own = embed_crops(student, evaluator.crops, cpu, flip=flip)
-        variants = {"student's own embedding": own, "ensemble head (pre-registered)": head_embeddings(raw, dims, weights)}
+        variants = {
+            "student's own embedding": own,
+            "ensemble head (pre-registered)": head_embeddings(raw, dims, weights),
+        }
         start = 0
         for name, d in zip(names, dims, strict=True):
             variants[f"{name} head alone (diagnostic)"] = head_embeddings(raw[:, start : start + d], [d], [1.0])
