@@ -234,10 +234,14 @@ def _convert(
     ``convert_pt2e`` runs once (with QAT it re-matches every conv-BN pattern, which is slow); the ONNX copy then
     gets the constant folding that ``convert_pt2e(fold_quantize=True)`` would have applied.
     """
+    from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.constant_fold import constant_fold
     from torchao.quantization.pt2e.quantize_pt2e import _quant_node_constraint, convert_pt2e
 
     graph = convert_pt2e(prepared, fold_quantize=False)
+    move_exported_model_to_eval(graph)  # inference ops (a no-op after PTQ's eval-mode export)
+    for module in graph.modules():  # and say so: exported graphs refuse .eval(), and torch.onnx.export warns
+        module.training = False  # about a module left in training mode
     _keep_modules_float(graph, float_modules)
     folded = copy.deepcopy(graph)
     constant_fold(folded, _quant_node_constraint)

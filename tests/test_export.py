@@ -169,6 +169,23 @@ def test_float_modules_run_in_float_and_keep_the_int8_input(data_dir: Path) -> N
         qat.quantize_ptq(model, x[:8], float_modules="nope")
 
 
+def test_converted_graph_is_in_eval_mode_and_exports_without_warning(data_dir: Path) -> None:
+    import warnings
+
+    from shrinkface.export.onnx_export import export_onnx
+
+    model = qat.fold_embedding_bn(build_student("mobilefacenet", 128, 0.25, "prelu").eval())
+    card = ModelCard(name="x", embedding_size=128)
+    x = torch.from_numpy(card.preprocess(fx.glint_crops(data_dir, 8)))
+    result = qat.quantize_ptq(model, x)
+    for graph in (result.graph, result.onnx_graph):
+        assert not any(m.training for m in graph.modules())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*training mode.*")
+        data = export_onnx(result.onnx_graph, card, None)
+    assert len(data) > 10_000
+
+
 def test_equalisation_keeps_the_function_and_evens_ranges(data_dir: Path) -> None:
     model = build_student("mobilefacenet", 128, 0.25, "prelu").eval()
     x = torch.from_numpy(ModelCard(name="x", embedding_size=128).preprocess(fx.glint_crops(data_dir, 24)))
