@@ -31,11 +31,14 @@ LFW_ALIGNED = "${SHRINKFACE_ALIGNED}/lfw"
 
 
 def students_in(path: Path) -> list[tuple[int | None, dict[str, Any]]]:
-    """(step, checkpoint-like dict) of every student in a students bundle or a checkpoint file."""
-    if path.name.startswith("students_"):
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
-        return [(int(s["step"]), s) for s in bundle]
-    ckpt = load_checkpoint(path)
+    """(step, checkpoint-like dict) of every student in a students bundle (a list) or a checkpoint file."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # load_checkpoint below says what is wrong with the file
+        loaded = None
+    if isinstance(loaded, list):  # bench/gpu/3_train.sh's bundle of step students
+        return [(int(s["step"]), s) for s in loaded]
+    ckpt = load_checkpoint(path)  # the trainer's own checks and messages
     return [(int(ckpt["step"]) if "step" in ckpt else None, ckpt)]
 
 
