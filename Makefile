@@ -20,7 +20,8 @@ setup: $(BIN)/python
 
 ## test: the whole test suite (exit 5, "no tests collected", is a failure)
 test:
-	$(BIN)/python -m pytest -q tests
+	@$(BIN)/python -m pytest -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; exit $$rc
 
 lint:
 	$(BIN)/ruff check .
