@@ -53,7 +53,7 @@ class RawHeads(torch.nn.Module):
 
 
 def projections_of(ckpt: dict, names: list[str], dim: int) -> list[torch.Tensor]:
-    """Each teacher's projection matrix (Σd × dim) from the checkpoint's objective; the identity when it has none."""
+    """Each teacher's projection matrix (d_k × dim) from the checkpoint's objective; the identity when it has none."""
     objective = ckpt.get("objective") or {}
     out = []
     for name in names:
@@ -98,7 +98,7 @@ def main() -> None:
         evaluator = LfwEvaluator(EvalConfig(lfw_aligned=LFW_ALIGNED, max_pairs=None, flip=flip, tar_far=1e-4), cpu)
         t0 = time.perf_counter()
         raw = embed_crops(model, evaluator.crops, cpu, flip=flip)
-        own = embed_crops(student, evaluator.crops, cpu, flip=flip)
+        own = embed_crops(student, evaluator.crops, cpu, flip=flip)  # the trainer's path: the identity head's check
         variants = {
             "student's own embedding": own,
             "ensemble head (pre-registered)": head_embeddings(raw, dims, weights),
