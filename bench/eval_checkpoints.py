@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from shrinkface.train.checkpoint import load_checkpoint, student_from_checkpoint
+from shrinkface.train.checkpoint import check_checkpoint, load_checkpoint, student_from_checkpoint
 from shrinkface.train.config import EvalConfig
 from shrinkface.train.cpu_tuning import tune_cpu_process
 from shrinkface.train.evaluate import LfwEvaluator
@@ -34,11 +34,11 @@ def students_in(path: Path) -> list[tuple[int | None, dict[str, Any]]]:
     """(step, checkpoint-like dict) of every student in a students bundle (a list) or a checkpoint file."""
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # load_checkpoint below says what is wrong with the file
-        loaded = None
+    except Exception:  # load_checkpoint says what is wrong with the file
+        return [(None, load_checkpoint(path))]  # (it raises)
     if isinstance(loaded, list):  # bench/gpu/3_train.sh's bundle of step students
         return [(int(s["step"]), s) for s in loaded]
-    ckpt = load_checkpoint(path)  # the trainer's own checks and messages
+    ckpt = check_checkpoint(loaded, path)  # the trainer's own check and message
     return [(int(ckpt["step"]) if "step" in ckpt else None, ckpt)]
 
 

@@ -14,6 +14,7 @@ an impostor pair is accepted only at threshold −∞).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -74,6 +75,7 @@ class KFoldResult:
     accuracies: np.ndarray
     thresholds: np.ndarray
     n_invalid: int = 0
+    right: np.ndarray | None = None  # per pair: decided correctly at its fold's threshold (invalid: False)
 
     @property
     def mean(self) -> float:
@@ -106,14 +108,25 @@ def kfold_accuracy(
     if fold_ids.size < 2:
         raise ValueError(f"k-fold accuracy needs at least 2 folds, got {fold_ids.size}")
     accs, thrs = [], []
+    right = np.zeros(scores.shape, dtype=bool)
     for f in fold_ids:
         test = folds == f
         train = ~test & valid
         thr, _ = best_threshold(scores[train], issame[train])
-        right = valid[test] & ((scores[test] >= thr) == issame[test])
-        accs.append(right.mean())
+        right[test] = valid[test] & ((scores[test] >= thr) == issame[test])
+        accs.append(right[test].mean())
         thrs.append(thr)
-    return KFoldResult(np.array(accs), np.array(thrs), int((~valid).sum()))
+    return KFoldResult(np.array(accs), np.array(thrs), int((~valid).sum()), right)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """McNemar's exact two-sided p for paired decisions (McNemar 1947): b pairs only the first gets right, c only
+    the second; p = min(1, 2 · P(X ≤ min(b, c))), X ~ Binomial(b + c, ½); 1 when b + c = 0."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
+    return min(1.0, 2 * tail / 2**n)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from shrinkface.runtime.metrics import (
     eer,
     ensemble_scores,
     kfold_accuracy,
+    mcnemar_exact,
     pair_roc,
     tar_at_far,
 )
@@ -133,9 +134,20 @@ def test_kfold_matches_brute_force() -> None:
         test = [i for i in range(n) if folds[i] == f]
         right = sum(valid[i] and ((scores[i] >= thr) == issame[i]) for i in test)
         assert res.accuracies[f] == pytest.approx(right / len(test))
+        brute = [bool(valid[i] and ((scores[i] >= thr) == issame[i])) for i in test]
+        assert [bool(res.right[i]) for i in test] == brute
         assert res.thresholds[f] == pytest.approx(thr, abs=1e-8)
     assert res.n_invalid == int((~valid).sum())
     assert res.std == pytest.approx(np.sqrt(np.mean((res.accuracies - res.accuracies.mean()) ** 2)))
+
+
+@pytest.mark.parametrize("b, c", [(0, 0), (3, 5), (10, 2), (7, 7), (0, 6), (20, 35), (1, 8)])
+def test_mcnemar_exact_matches_scipy_binomial_test(b: int, c: int) -> None:
+    from scipy.stats import binomtest  # an independent implementation (scipy comes with scikit-learn)
+
+    expected = binomtest(min(b, c), b + c, 0.5).pvalue if b + c else 1.0
+    assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-12)
+    assert mcnemar_exact(b, c) == mcnemar_exact(c, b)
 
 
 def test_metric_input_errors() -> None:

@@ -75,8 +75,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise ModelError(f"{path} is not a readable shrinkface checkpoint: {exc}") from exc
+    return check_checkpoint(ckpt, path)
+
+
+def check_checkpoint(ckpt: Any, source: str | Path) -> dict[str, Any]:
+    """``ckpt`` when it is a loaded shrinkface checkpoint dict, else ``ModelError``."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ModelError(f"{path} is not a shrinkface checkpoint (format {FORMAT})")
+        raise ModelError(f"{source} is not a shrinkface checkpoint (format {FORMAT})")
     return ckpt
 
 

@@ -19,7 +19,7 @@ import torch
 from shrinkface.runtime import lfw
 from shrinkface.runtime.allvsall import all_vs_all_roc
 from shrinkface.runtime.lfw_eval import crop_index, lfw_accuracy, read_crops
-from shrinkface.runtime.metrics import tar_at_far
+from shrinkface.runtime.metrics import KFoldResult, tar_at_far
 from shrinkface.train.config import ConfigError, EvalConfig, expand_path
 from shrinkface.train.data import to_input
 
@@ -83,12 +83,21 @@ class LfwEvaluator:
         out["eval_s"] = round(time.perf_counter() - t0, 2)
         return out
 
-    def score(self, emb: np.ndarray) -> dict[str, Any]:
-        """Accuracy dict of (N, D) L2-normalised embeddings of ``self.crops`` (the rows of the found crops)."""
+    def _full(self, emb: np.ndarray) -> np.ndarray:
+        """Embeddings of ``self.crops`` spread over every key (NaN rows: no crop)."""
         if emb.shape[0] != int(self.have.sum()):
             raise ValueError(f"{emb.shape[0]} embeddings for {int(self.have.sum())} crops")
         full = np.full((len(self.keys), emb.shape[1]), np.nan, np.float32)
         full[self.have] = emb
+        return full
+
+    def kfold(self, emb: np.ndarray) -> KFoldResult:
+        """10-fold result (per-fold accuracies, thresholds, per-pair decisions) of embeddings of ``self.crops``."""
+        return lfw_accuracy(self.pairs, self.keys, self._full(emb))
+
+    def score(self, emb: np.ndarray) -> dict[str, Any]:
+        """Accuracy dict of (N, D) L2-normalised embeddings of ``self.crops`` (the rows of the found crops)."""
+        full = self._full(emb)
         result = lfw_accuracy(self.pairs, self.keys, full)
         out: dict[str, Any] = {
             "lfw_acc": round(result.mean, 5),
