@@ -2,7 +2,8 @@
 
 - Black box: ``shrinkface.runtime.embed.load_asset_embedder(name)`` (or ``load_embedder(path)``); only its
   embeddings of each training crop and its mirror are used, from the cache (``cache.py``).
-- White box: an ONNX float teacher converted with onnx2torch (a ``torch.fx.GraphModule``). A Reshape whose
+- White box: an ONNX float teacher (or one with weight-only int8 blocks, folded to float first: ``onnx_fold.py``)
+  converted with onnx2torch (a ``torch.fx.GraphModule``). A Reshape whose
   constant shape starts with a batch of 1 (faceplugin's ``[1, -1]``) is rewritten to ``[0, -1]`` (keep the
   batch dimension). Intermediate feature maps are exposed by node name, or as ``s4``/``s8``/``s16`` (the keys
   the students use): at stride 4/8/16 (one shape probe), the last node with the fewest channels, i.e. the
@@ -31,6 +32,7 @@ from torch import nn
 from shrinkface.runtime.card import ModelCard
 from shrinkface.runtime.errors import ModelError
 from shrinkface.train.config import TeacherConfig, expand_path
+from shrinkface.train.onnx_fold import fold_weight_quantization
 
 STRIDE_KEYS = {"s4": 4, "s8": 8, "s16": 16}
 
@@ -121,7 +123,7 @@ def onnx_to_torch(path: Path) -> torch.fx.GraphModule:
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(path))
+    model, _ = fold_weight_quantization(onnx.load(str(path)))  # SFace's int8 blocks → float weights
     inits = {init.name: init for init in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in inits:
