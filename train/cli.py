@@ -93,6 +93,18 @@ def register(app: typer.Typer) -> None:
         }
         console.print_json(json.dumps(summary, default=str))
 
+    @group.command("soup")
+    def soup(
+        out: Annotated[Path, typer.Argument(help="The soup's student.pt.")],
+        students: Annotated[list[Path], typer.Argument(help="Students fine-tuned from one checkpoint (≥ 2).")],
+        name: Annotated[str, typer.Option(help="The soup's name (its model card's).")] = "soup",
+    ) -> None:
+        """Average the weights of students fine-tuned from one checkpoint (a uniform model soup)."""
+        from shrinkface.train.soup import write_soup
+
+        path = write_soup(students, out, name)
+        console.print_json(json.dumps({"soup": str(path), "ingredients": [str(s) for s in students]}))
+
 
 def main() -> None:
     """``python -m shrinkface.train.cli CONFIG …`` (what torchrun launches): the ``train run`` command."""
