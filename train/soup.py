@@ -62,15 +62,17 @@ def uniform_soup(paths: Sequence[str | Path], name: str) -> dict[str, Any]:
     config = yaml.safe_load(first.get("config") or "") or {}
     config["name"] = name
     fused = hashlib.sha256("".join(i["sha256"] for i in ingredients).encode()).hexdigest()
-    return {
+    out: dict[str, Any] = {
         "format": FORMAT,
         "student": soup,
         "student_config": dict(first["student_config"]),
         "preprocess": first.get("preprocess"),
         "config": yaml.safe_dump(config, sort_keys=False),
-        "step": first.get("step"),
         "soup": {"kind": "uniform", "ingredients": ingredients, "ingredients_sha256": fused},
     }
+    if first.get("step") is not None:
+        out["step"] = first["step"]
+    return out
 
 
 def write_soup(paths: Sequence[str | Path], out: str | Path, name: str) -> Path:
