@@ -226,6 +226,27 @@ def test_white_box_teacher_drives_intermediate_distillation(tmp_path, aligned_gl
     }
 
 
+def test_white_box_cache_is_filled_only_when_a_term_reads_it(tmp_path, aligned_glint) -> None:
+    """A white-box teacher runs online, so ADL/SD alone fill no cache for it; margin distillation (class centres
+    from the cache) does. A black-box teacher is always cached."""
+    from shrinkface.train.objective import teachers_needing_cache
+
+    cfg = _cfg(aligned_glint, tmp_path, "teachers.0.kind=whitebox", "data.sources.0.limit_per_class=5")
+    cfg.cache_dir = str(tmp_path / "cache")
+    cfg.losses = {"adl": LossConfig("adl"), "sd": LossConfig("sample_distribution")}
+    prep = prepare(cfg, progress=False)
+    assert prep.targets == {} and prep.cached == {}
+    assert not list((tmp_path / "cache" / "train" / "teachers").glob("*"))
+    cfg.losses["md"] = LossConfig("margin_distillation")
+    prep = prepare(cfg, progress=False)
+    assert set(prep.targets) == {"faceplugin"} and prep.cached["faceplugin"].shape == (len(prep.trainset), 512)
+    names = ["a", "b", "c"]
+    losses = {"k": LossConfig("wang_kd", teachers=["b", "c"]), "n": LossConfig("neuron_mimic", teachers=["a", "c"])}
+    assert teachers_needing_cache(losses, names) == {"a", "b", "c"}  # wang_kd: its first; neuron_mimic: all
+    assert teachers_needing_cache({"k": losses["k"]}, names) == {"b"}
+    assert teachers_needing_cache({"m": LossConfig("margin_distillation"), "a": LossConfig("adl")}, names) == {"a"}
+
+
 def test_schedule_warms_up_then_follows_a_cosine() -> None:
     total, warm = 100, 10
     assert lr_factor(0, total, 0.1, 0.01, 0.0) == pytest.approx(0.01)

@@ -276,6 +276,21 @@ class Objective(nn.Module):
         return total, parts
 
 
+#: Loss kinds that read teachers' cached embeddings of the whole training set (class centres, neuron selection);
+#: the others read the batch's targets only, which a white-box teacher computes online.
+CACHED_KINDS = {"margin_distillation": "first", "neuron_mimic": "all", "wang_kd": "first"}
+
+
+def teachers_needing_cache(losses: dict[str, LossConfig], names: list[str]) -> set[str]:
+    """Names of the teachers whose cached embeddings some loss term reads (white-box ones not in it need none)."""
+    need: set[str] = set()
+    for cfg in losses.values():
+        chosen = list(cfg.teachers) or names
+        if cfg.kind in CACHED_KINDS and chosen:
+            need |= set(chosen[:1] if CACHED_KINDS[cfg.kind] == "first" else chosen)
+    return need
+
+
 def build_objective(
     losses: dict[str, LossConfig],
     student: nn.Module,

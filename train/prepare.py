@@ -1,5 +1,9 @@
 """Everything a run needs before its first step: the training set, the crop pack, teachers and their caches.
 
+A white-box teacher runs online on each augmented batch, so its cache is filled only when a loss term reads the
+cached embeddings (class centres, neuron selection: ``objective.CACHED_KINDS``). On the session-9 GPU box that
+fill was 5:47 of device time for SFace + faceplugin that the run never read.
+
 Under DDP the main process scans, packs and fills the caches while the others wait; they then receive the
 scanned set and open the same files. ``shrinkface train cache CONFIG`` runs just this.
 """
@@ -17,6 +21,7 @@ from shrinkface.train.cache import TeacherCache
 from shrinkface.train.config import TrainConfig, expand_path
 from shrinkface.train.data import TargetSource, TrainingSet, build_crop_pack, scan_training_set
 from shrinkface.train.distributed import DistInfo, barrier
+from shrinkface.train.objective import teachers_needing_cache
 from shrinkface.train.teachers import Teacher, build_teacher
 
 
@@ -29,6 +34,7 @@ class Prepared:
     teachers: list[Teacher]
     targets: dict[str, TargetSource]  # teacher name → cached (image, mirror) embeddings
     cached: dict[str, np.ndarray]  # teacher name → (N, D) embeddings of the un-mirrored crops
+    # (both hold every black-box teacher, and a white-box one only when a loss term reads its cache)
 
 
 def train_cache_root(cfg: TrainConfig) -> Path:
@@ -52,9 +58,11 @@ def prepare(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = Tru
         trainset = box[0]
     assert trainset is not None
     teachers = [build_teacher(t) for t in cfg.teachers]
+    need = teachers_needing_cache(cfg.losses, [t.name for t in teachers])
+    cached_teachers = [t for t in teachers if t.module is None or t.name in need]
     if main:
         pack = build_crop_pack(trainset.paths, trainset.keys, root, progress=progress)
-        for t in teachers:
+        for t in cached_teachers:
             cache = TeacherCache(root / "teachers", t.name, t.fingerprint, t.dim)
             cache.fill(
                 trainset.paths,
@@ -69,7 +77,7 @@ def prepare(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = Tru
     pack = build_crop_pack(trainset.paths, trainset.keys, root)  # already there: just its path
     targets: dict[str, TargetSource] = {}
     cached: dict[str, np.ndarray] = {}
-    for t in teachers:
+    for t in cached_teachers:
         cache = TeacherCache(root / "teachers", t.name, t.fingerprint, t.dim)
         rows = cache.rows_for(trainset.keys)
         targets[t.name] = TargetSource(str(cache.emb_path), rows)
