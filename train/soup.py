@@ -62,17 +62,14 @@ def uniform_soup(paths: Sequence[str | Path], name: str) -> dict[str, Any]:
     config = yaml.safe_load(first.get("config") or "") or {}
     config["name"] = name
     fused = hashlib.sha256("".join(i["sha256"] for i in ingredients).encode()).hexdigest()
-    out: dict[str, Any] = {
+    return {
         "format": FORMAT,
         "student": soup,
         "student_config": dict(first["student_config"]),
         "preprocess": first.get("preprocess"),
         "config": yaml.safe_dump(config, sort_keys=False),
         "soup": {"kind": "uniform", "ingredients": ingredients, "ingredients_sha256": fused},
-    }
-    if first.get("step") is not None:
-        out["step"] = first["step"]
-    return out
+    }  # no "step": the soup is no point of one run (each ingredient's step is listed under "soup")
 
 
 def write_soup(paths: Sequence[str | Path], out: str | Path, name: str) -> Path:
