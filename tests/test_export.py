@@ -299,6 +299,18 @@ def test_exported_files_carry_their_card_and_match_float(kind: str, base: Path, 
             assert got.extra["export"]["quantization"]["method"] == "qat"
 
 
+def test_exported_tflite_files_are_not_taken_for_float_teachers(base: Path, data_dir: Path) -> None:
+    """train/tflite_torch.py converts only float graphs of the operators it knows: the int8 export (int8 tensors)
+    and the float export (a PAD op, preprocessing inside) are refused with the reason, never approximated."""
+    from shrinkface.train.tflite_torch import TFLiteGraph
+
+    paths = {a.path.name: a.path for a in fx.exports("prelu", base, data_dir).artifacts}
+    with pytest.raises(ModelError, match="not float32"):
+        TFLiteGraph(paths["prelu.int8.tflite"])
+    with pytest.raises(ModelError, match="cannot be converted"):
+        TFLiteGraph(paths["prelu.float.tflite"])
+
+
 @pytest.mark.parametrize("kind", ["prelu", "relu"])
 def test_int8_tflite_is_full_integer_with_card_from_its_tensors(kind: str, base: Path, data_dir: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter

@@ -3,7 +3,7 @@
 SFace's ``int8bq`` file (teacher A) keeps every Conv/Gemm weight as int8 blocks with one scale per 64 values
 (``DequantizeLinear`` with ``block_size``, opset 21) followed by a ``Reshape``; its activations are float. ONNX
 Runtime dequantises those constants at every call; doing it once here gives the same float weights, so the folded
-graph computes the same function (checked against ONNX Runtime on real crops in tests/test_onnx_fold.py) and
+graph computes the same function (checked against ONNX Runtime on real crops in tests/test_whitebox.py) and
 becomes a white-box teacher that runs on a GPU, on the very view the student sees.
 
 Only constant subgraphs are folded: ``DequantizeLinear`` and ``Reshape`` whose inputs are all initializers (or

@@ -3,11 +3,12 @@
 - Black box: ``shrinkface.runtime.embed.load_asset_embedder(name)`` (or ``load_embedder(path)``); only its
   embeddings of each training crop and its mirror are used, from the cache (``cache.py``).
 - White box: an ONNX float teacher (or one with weight-only int8 blocks, folded to float first: ``onnx_fold.py``)
-  converted with onnx2torch (a ``torch.fx.GraphModule``). A Reshape whose
-  constant shape starts with a batch of 1 (faceplugin's ``[1, -1]``) is rewritten to ``[0, -1]`` (keep the
-  batch dimension). Intermediate feature maps are exposed by node name, or as ``s4``/``s8``/``s16`` (the keys
-  the students use): at stride 4/8/16 (one shape probe), the last node with the fewest channels, i.e. the
-  last bottleneck-stage output before the next expansion (faceplugin: Add_32, Add_73, Add_90).
+  converted with onnx2torch (a ``torch.fx.GraphModule``), or a float TFLite teacher run as a torch graph
+  (``tflite_torch.py``; expo's MobileFaceNet). An ONNX Reshape whose constant shape starts with a batch of 1
+  (faceplugin's ``[1, -1]``) is rewritten to ``[0, -1]`` (keep the batch dimension). Intermediate feature maps
+  are exposed by node name, or as ``s4``/``s8``/``s16`` (the keys the students use): at stride 4/8/16 (one
+  shape probe), the last node with the fewest channels, i.e. the last bottleneck-stage output before the next
+  expansion (faceplugin: Add_32, Add_73, Add_90).
 - Ensemble: several teachers of any sizes with weights (normalised per loss term); the losses that need a
   common size get per-teacher projection heads in the objective.
 Every teacher has a ``fingerprint`` (sha256 of model bytes + the card's embedding facts) keying its cache.
@@ -145,7 +146,7 @@ def onnx_to_torch(path: Path) -> torch.fx.GraphModule:
 class WhiteBoxTeacher(nn.Module):
     """A frozen torch teacher: ``forward(uint8 NHWC RGB) → (L2-normalised embedding, {feature: map})``."""
 
-    def __init__(self, graph: torch.fx.GraphModule, card: ModelCard, features: list[str] | None = None) -> None:
+    def __init__(self, graph: nn.Module, card: ModelCard, features: list[str] | None = None) -> None:
         super().__init__()
         if card.layout != "NCHW" or card.input_dtype != "float32":
             raise ModelError(
@@ -266,6 +267,10 @@ def load_whitebox(asset: str, features: tuple[str, ...] = ()) -> tuple[WhiteBoxT
     card = card or read_card(path)
     if card is None:
         raise ModelError(f"{path} carries no model card; a white-box teacher needs its preprocessing facts")
+    if path.suffix == ".tflite":  # e.g. expo's MobileFaceNet; the torch graph takes NCHW whatever the file does
+        from shrinkface.train.tflite_torch import TFLiteGraph
+
+        return WhiteBoxTeacher(TFLiteGraph(path), card.replace(layout="NCHW"), list(features)), sha256_file(path)
     return WhiteBoxTeacher(onnx_to_torch(path), card, list(features)), sha256_file(path)
 
 

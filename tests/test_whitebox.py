@@ -1,6 +1,6 @@
-"""Folding weight-only int8 blocks into float weights (train/onnx_fold.py), checked against independent
-computations: ONNX's reference evaluator for DequantizeLinear, and ONNX Runtime running SFace's int8bq file on
-real aligned faces for the white-box SFace teacher."""
+"""White-box forms of the black-box teachers, checked against independent computations: folding SFace's int8
+weight blocks into float weights (train/onnx_fold.py) against ONNX's reference evaluator and ONNX Runtime, and
+expo's TFLite graph run in torch (train/tflite_torch.py) against the LiteRT interpreter, on real aligned faces."""
 
 from __future__ import annotations
 
@@ -51,24 +51,57 @@ def test_fold_leaves_a_float_model_unchanged(asset_file) -> None:
     assert count == 0 and [n.op_type for n in model.graph.node] == before
 
 
-def test_whitebox_sface_matches_onnx_runtime_on_real_faces(asset_file, lfw_image, detector) -> None:
-    """The folded SFace as a torch teacher gives ONNX Runtime's int8bq embeddings on real aligned LFW faces."""
+@pytest.fixture(scope="module")
+def lfw_crops(lfw_image, detector) -> np.ndarray:
+    """Five real LFW faces (an odd count: expo's file takes pairs), detected and aligned by the runtime."""
     from shrinkface.runtime.align import align_face
+
+    crops = []
+    for name, number in [("Aaron_Peirsol", 1), ("Aaron_Peirsol", 2), ("Abel_Pacheco", 1), ("Akhmed_Zakayev", 1),
+                         ("Aaron_Sorkin", 1)]:  # fmt: skip
+        image = load_image(Path(lfw_image(name, number)))  # RGB
+        crops.append(align_face(image, detector.detect_one(image, "central").landmarks))
+    return np.ascontiguousarray(np.stack(crops))
+
+
+def test_whitebox_sface_matches_onnx_runtime_on_real_faces(asset_file, lfw_crops) -> None:
+    """The folded SFace as a torch teacher gives ONNX Runtime's int8bq embeddings on real aligned LFW faces."""
     from shrinkface.runtime.embed import load_asset_embedder
     from shrinkface.train.teachers import load_whitebox
 
     model, count = fold_weight_quantization(onnx.load(str(asset_file("sface"))))
     kinds = {n.op_type for n in model.graph.node}
     assert count > 0 and "DequantizeLinear" not in kinds and [i.name for i in model.graph.input] == ["data"]
-    crops = []
-    for name, number in [("Aaron_Peirsol", 1), ("Aaron_Peirsol", 2), ("Abel_Pacheco", 1), ("Akhmed_Zakayev", 1)]:
-        image = load_image(Path(lfw_image(name, number)))  # RGB
-        crops.append(align_face(image, detector.detect_one(image, "central").landmarks))
-    crops_rgb = np.ascontiguousarray(np.stack(crops))
     teacher, sha = load_whitebox("sface")
     with torch.no_grad():
-        mine = teacher(torch.from_numpy(crops_rgb))[0].numpy()
-    ort = load_asset_embedder("sface").embed(crops_rgb)
+        mine = teacher(torch.from_numpy(lfw_crops))[0].numpy()
+    ort = load_asset_embedder("sface").embed(lfw_crops)
     assert sha == load_asset_embedder("sface").sha256
-    assert mine.shape == ort.shape == (4, 128)
+    assert mine.shape == ort.shape == (5, 128)
     np.testing.assert_allclose(mine, ort, atol=1e-5)
+
+
+def test_whitebox_expo_matches_litert_on_real_faces(lfw_crops) -> None:
+    """expo's TFLite graph in torch (any batch, NCHW, on its card's preprocessing) gives the LiteRT interpreter's
+    embeddings, and exposes stride-8 features like the onnx2torch teachers."""
+    from shrinkface.runtime.embed import load_asset_embedder
+    from shrinkface.train.teachers import load_whitebox
+
+    teacher, _ = load_whitebox("expo_mobilefacenet", ("s8",))
+    assert teacher.card.layout == "NCHW" and teacher.feature_channels()["s8"] > 0
+    with torch.no_grad():
+        mine, feats = teacher(torch.from_numpy(lfw_crops))
+    litert = load_asset_embedder("expo_mobilefacenet").embed(lfw_crops)
+    assert mine.shape == litert.shape == (5, 192) and feats["s8"].shape[-1] == 14
+    np.testing.assert_allclose(mine.numpy(), litert, atol=1e-5)
+
+
+def test_tflite_graph_refuses_a_file_that_is_not_a_tflite_model(tmp_path, asset_file) -> None:
+    """Bytes that are no TFLite flatbuffer are refused (the exported int8 and float files: tests/test_export.py)."""
+    from shrinkface.runtime.errors import ModelError
+    from shrinkface.train.tflite_torch import TFLiteGraph
+
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(Path(asset_file("faceplugin")).read_bytes()[:4096])
+    with pytest.raises(ModelError, match="not a TFLite model"):
+        TFLiteGraph(bad)
