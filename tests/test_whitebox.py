@@ -105,3 +105,15 @@ def test_tflite_graph_refuses_a_file_that_is_not_a_tflite_model(tmp_path, asset_
     bad.write_bytes(Path(asset_file("faceplugin")).read_bytes()[:4096])
     with pytest.raises(ModelError, match="not a TFLite model"):
         TFLiteGraph(bad)
+
+
+def test_nhwc_constants_broadcast_in_nchw_and_keep_their_layout_after_a_reshape() -> None:
+    """A per-channel constant of a rank-4 op becomes (1, C, 1, 1); after a RESHAPE to (N, C) it stays (C,)."""
+    from shrinkface.train.tflite_torch import nchw_constant
+
+    c = np.array([1.0, 2.0, 3.0], np.float32)
+    x = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 2, 2, 3)  # NHWC
+    want = (x * torch.from_numpy(c)).permute(0, 3, 1, 2)  # TFLite's NHWC product, viewed NCHW
+    torch.testing.assert_close(x.permute(0, 3, 1, 2) * nchw_constant(c), want)
+    torch.testing.assert_close(nchw_constant(c.reshape(1, 1, 1, 3)), nchw_constant(c))
+    assert nchw_constant(c, rank=2).shape == (3,)

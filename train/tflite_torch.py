@@ -26,10 +26,11 @@ ACTIVATIONS = {0: None, 1: F.relu, 3: F.relu6}  # ActivationFunctionType NONE, R
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL", "RELU", "RELU6", "ABS", "PRELU", "RESHAPE")
 
 
-def nchw_constant(value: np.ndarray) -> torch.Tensor:
-    """An NHWC-broadcastable constant ((C,), (1, 1, 1, C), scalar …) in NCHW broadcast form."""
+def nchw_constant(value: np.ndarray, rank: int = 4) -> torch.Tensor:
+    """An NHWC-broadcastable constant ((C,), (1, 1, 1, C), scalar …) in NCHW broadcast form, for an operation on
+    rank-4 tensors; for other ranks (after a RESHAPE) TFLite's layout is already torch's and it stays as it is."""
     v = np.asarray(value, dtype=np.float32)
-    if v.ndim == 0:
+    if v.ndim == 0 or rank != 4:
         return torch.from_numpy(v.copy())
     v = v.reshape((1,) * (4 - v.ndim) + v.shape)
     return torch.from_numpy(v.transpose(0, 3, 1, 2).copy())
@@ -92,12 +93,14 @@ class Elementwise(Op):
 
     FUNCS: ClassVar[dict[str, Any]] = {"ADD": torch.add, "SUB": torch.sub, "MUL": torch.mul}
 
-    def __init__(self, kind: str, inputs: list[int], out: int, consts: dict[int, np.ndarray], act: int) -> None:
+    def __init__(
+        self, kind: str, inputs: list[int], out: int, consts: dict[int, np.ndarray], act: int, rank: int = 4
+    ) -> None:
         super().__init__(kind, [i for i in inputs if i not in consts], out)
         self.slots = [(i in consts) for i in inputs]  # which operand positions are constants
         self.const_names = [f"c{k}" for k in range(sum(self.slots))]
         for name, i in zip(self.const_names, [i for i in inputs if i in consts], strict=True):
-            self.register_buffer(name, nchw_constant(consts[i]))
+            self.register_buffer(name, nchw_constant(consts[i], rank))
         self.act = _activation(act, kind)
 
     def run(self, *xs: torch.Tensor) -> torch.Tensor:
@@ -178,7 +181,7 @@ class TFLiteGraph(nn.Module):
                 ops.append(Reshape(ins[0], out, list(np.asarray(target).ravel())))
             else:
                 act = int(getattr(opts, "fusedActivationFunction", 0) or 0)
-                ops.append(Elementwise(kind, ins, out, consts, act))
+                ops.append(Elementwise(kind, ins, out, consts, act, len(graph.tensors[out].shape)))
         self.ops = nn.ModuleList(ops)
         self.input_index, self.output_index = int(graph.inputs[0]), int(graph.outputs[0])
 
