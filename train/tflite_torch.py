@@ -72,7 +72,7 @@ class Conv(Op):
                               dilation=(opts.dilationHFactor, opts.dilationWFactor), groups=groups,
                               bias=bias is not None)  # fmt: skip
         with torch.no_grad():
-            self.conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)))
+            self.conv.weight.copy_(torch.from_numpy(np.array(w, dtype=np.float32)))
             if bias is not None:
                 self.conv.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
         if opts.padding == 0:  # SAME
