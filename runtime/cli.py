@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from shrinkface.runtime.errors import ExitCode, ShrinkfaceError
 
@@ -64,7 +65,9 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except ShrinkfaceError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        # one unbroken line (rich would wrap at 80 columns when stderr is not a terminal, splitting paths and
+        # messages that scripts grep for), and the message as plain text: a path may hold "[...]"
+        err.print(Text.assemble(("error:", "red"), " ", str(exc)), soft_wrap=True)
         sys.exit(int(exc.exit_code))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

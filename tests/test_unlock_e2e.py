@@ -273,6 +273,10 @@ def test_installed_command_exit_codes(enrolled, lfw_image, tmp_path) -> None:
     assert rejected.returncode == 1 and json.loads(rejected.stdout)["decision"] == "rejected"
     missing = run("identify", tmp_path / "nope.jpg", "--gallery", enrolled)
     assert missing.returncode == 5 and "no such file" in missing.stderr
+    # the message is one unbroken line (not wrapped at 80 columns off a terminal) and a "[...]" in it is kept
+    long = tmp_path / ("d" * 120) / "[x] nope.jpg"
+    missing = run("identify", long, "--gallery", enrolled)
+    assert missing.returncode == 5 and f"error: {long}: no such file\n" in missing.stderr
 
 
 def test_skip_bad_and_stored_quality(gallery, tmp_path, lfw_image, capsys) -> None:
