@@ -162,6 +162,20 @@ class ArtifactParity:
         return self.cosine_mean >= self.gate_cosine and self.agreement >= self.gate_agreement
 
 
+def artifact_labels(paths: Sequence[str | Path]) -> list[str]:
+    """A name per artifact for the report: the file name, with as many parent folders as it takes to tell
+    files of the same name apart (``a/student.int8.tflite``, ``b/student.int8.tflite``)."""
+    parts = [Path(p).parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        clash = [i for i, lab in enumerate(labels) if labels.count(lab) > 1 and depth[i] < len(parts[i])]
+        if not clash:
+            return labels
+        for i in clash:
+            depth[i] += 1
+
+
 def parity_report(
     model: Any,
     card: ModelCard,
@@ -180,22 +194,19 @@ def parity_report(
     threshold = card.threshold if card.threshold is not None else float_lfw["threshold"]
     rows: list[ArtifactParity] = []
     cosines: dict[str, np.ndarray] = {}
-    for path in artifacts:
+    for path, label in zip(artifacts, artifact_labels(artifacts), strict=True):
         embedder = load_embedder(path)
         emb = np.concatenate(
-            [
-                embedder.embed(crops[i : i + 256], flip=False)
-                for i in _chunks(len(crops), 256, Path(path).name, progress)
-            ]
+            [embedder.embed(crops[i : i + 256], flip=False) for i in _chunks(len(crops), 256, label, progress)]
         )
         stats = compare(ref, emb, pairs, keys, threshold)
         quant = artifact_quant(embedder.card)
         export = embedder.card.extra.get("export", {})
         gate_cos, gate_agree = gates.limits(quant)
-        cosines[Path(path).name] = stats.pop("cosines")
+        cosines[label] = stats.pop("cosines")
         rows.append(
             ArtifactParity(
-                file=Path(path).name,
+                file=label,
                 sha256=embedder.sha256,
                 quant=quant,
                 method=(export.get("quantization") or {}).get("method") if quant == "int8" else None,

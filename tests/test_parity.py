@@ -17,7 +17,13 @@ import export_fixtures as fx  # noqa: E402
 
 from shrinkface.export.checkpoint import load_student_checkpoint  # noqa: E402
 from shrinkface.export.golden import FORMAT, decode  # noqa: E402
-from shrinkface.export.parity import Gates, gate_failures, parity_report, write_parity  # noqa: E402
+from shrinkface.export.parity import (  # noqa: E402
+    Gates,
+    artifact_labels,
+    gate_failures,
+    parity_report,
+    write_parity,
+)
 from shrinkface.runtime.align import align_face  # noqa: E402
 from shrinkface.runtime.card import ModelCard  # noqa: E402
 from shrinkface.runtime.embed import load_embedder  # noqa: E402
@@ -107,6 +113,15 @@ def test_parity_cli_exits_6_when_the_gate_fails(base: Path, data_dir: Path, tmp_
 # -- golden vectors ------------------------------------------------------------------------------------------
 def _golden_files() -> list[Path]:
     return sorted(GOLDEN.glob("embed_*.json"))
+
+
+def test_artifact_labels_tell_files_of_the_same_name_apart() -> None:
+    # two exports of one student into two folders used to share one row name (and one histogram panel)
+    paths = ["artifacts/a/student.int8.tflite", "artifacts/b/student.int8.tflite", "x/student.float.tflite"]
+    assert artifact_labels(paths) == ["a/student.int8.tflite", "b/student.int8.tflite", "student.float.tflite"]
+    assert artifact_labels([Path("m.onnx")]) == ["m.onnx"]
+    assert artifact_labels(["p/a/m.onnx", "q/a/m.onnx"]) == ["p/a/m.onnx", "q/a/m.onnx"]
+    assert artifact_labels(["m.onnx", "m.onnx"]) == ["m.onnx", "m.onnx"]  # the same file twice: nothing to add
 
 
 def test_golden_files_exist_and_are_small() -> None:
