@@ -75,7 +75,11 @@ def register(app: typer.Typer) -> None:
         qat_lr: Annotated[float | None, typer.Option("--qat-lr", help="QAT learning rate (default 1e-5).")] = None,
         float_modules: Annotated[
             str | None,
-            typer.Option("--float-modules", help="Student modules kept float in the int8 files (e.g. stem)."),
+            typer.Option(
+                "--float-modules",
+                help="Student modules kept float in the int8 files (e.g. stem,head.gdc; depthwise = every "
+                "depthwise conv block).",
+            ),
         ] = None,
         equalise: Annotated[
             bool, typer.Option("--equalise/--no-equalise", help="Activation equalisation before int8.")

@@ -105,8 +105,8 @@ FORMATS: dict[str, FormatSpec] = {
         layouts=("NHWC", "NCHW"),
         options={},
         int8_io=(
-            "int8 input and int8 output; convs int8 (but --float-modules); per-channel PReLU and the residual adds "
-            "float inside, a one-slope (prelu1) PReLU int8 LEAKY_RELU"
+            "int8 input and int8 output; convs int8 (but --float-modules: e.g. stem,depthwise); per-channel PReLU "
+            "and the residual adds float inside, a one-slope (prelu1) PReLU int8 LEAKY_RELU"
         ),
     ),
 }
@@ -115,7 +115,10 @@ FORMATS: dict[str, FormatSpec] = {
 INT8_OPTIONS: dict[str, OptionSpec] = {
     "calib_size": OptionSpec(int, 256, minimum=8, maximum=20000, help="aligned faces used to calibrate"),
     "float_modules": OptionSpec(
-        str, "", help="comma-separated student modules kept float inside the int8 file (e.g. stem); I/O stays int8"
+        str,
+        "",
+        help="comma-separated student modules kept float inside the int8 file (e.g. stem, head.gdc; 'depthwise': "
+        "every depthwise conv block); I/O stays int8",
     ),
 }
 QAT_OPTIONS: dict[str, OptionSpec] = {

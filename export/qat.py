@@ -16,8 +16,9 @@ short fine-tune of a trained model): the conv BatchNorms are folded into their c
 (``fold_conv_bn``), so the QAT graph holds plain fake-quantised convolutions; the observers follow the activations until
 ``observer_freeze`` of the steps and are frozen after. Data: real aligned training faces only (``calib.py``).
 
-Mixed precision: ``float_modules`` (export option ``--float-modules stem``) runs named student modules in float
-inside the int8 graph (``keep_float``), chosen with ``bench/int8_sensitivity.py`` on held-out faces.
+Mixed precision: ``float_modules`` (export option ``--float-modules stem,depthwise``) runs named student
+modules in float inside the int8 graph (``mixed.py``), chosen with ``bench/int8_sensitivity.py`` on held-out faces
+and ``shrinkface bench models``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from shrinkface.export.formats import ExportError
+from shrinkface.export.mixed import expand_float_modules, keep_modules_float
 
 _PATCHED = False
 
@@ -184,49 +186,8 @@ class QuantResult:
         return out
 
 
-def _in_module(node: torch.fx.Node, name: str) -> bool:
-    """True if ``node`` was traced inside the module ``name`` (dotted, as in ``named_modules``)."""
-    stack = node.meta.get("nn_module_stack", {})
-    return any(path == name or path.startswith(name + ".") for path, _ in stack.values())
-
-
-def keep_float(graph: torch.fx.GraphModule, name: str) -> int:
-    """Run module ``name`` in float inside a converted graph: bypass every quantize → dequantize pair whose
-    value is used only inside it (its weights and its input activations), except the model input's own pair,
-    so the file's input stays int8. Returns how many pairs were bypassed; 0 for an unknown name.
-
-    litert-torch's quantiser cannot leave a module out (``set_module_name(name, None)`` asserts); bypassing
-    after conversion gives the same graph: the module's ops see float weights and float inputs, and the
-    quantize after its output (used outside it) stays.
-    """
-    bypassed = 0
-    for node in list(graph.graph.nodes):
-        if node.op != "call_function" or "dequantize" not in str(node.target):
-            continue
-        source = node.args[0]
-        if not isinstance(source, torch.fx.Node) or "quantize" not in str(source.target):
-            continue
-        value = source.args[0]
-        if isinstance(value, torch.fx.Node) and value.op == "placeholder":
-            continue  # the model input: keep it int8
-        if node.users and all(_in_module(user, name) for user in node.users):
-            node.replace_all_uses_with(value)
-            bypassed += 1
-    graph.graph.eliminate_dead_code()
-    graph.recompile()
-    return bypassed
-
-
-def _keep_modules_float(graph: torch.fx.GraphModule, names: str | tuple[str, ...]) -> None:
-    """``keep_float`` for each of ``names`` (a tuple, or a comma-separated string); an unknown name is an error."""
-    listed = tuple(n.strip() for n in names.split(",")) if isinstance(names, str) else names
-    for name in filter(None, listed):
-        if not keep_float(graph, name):
-            raise ExportError(f"float_modules: no quantised op inside module {name!r} (e.g. stem, stage4.0, head)")
-
-
 def _convert(
-    prepared: torch.fx.GraphModule, float_modules: str | tuple[str, ...] = ()
+    prepared: torch.fx.GraphModule, float_modules: tuple[str, ...] = ()
 ) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule]:
     """(graph for litert-torch, graph with int8 weight constants for ONNX) from one calibrated model, with
     ``float_modules`` run in float (``keep_float``).
@@ -242,7 +203,7 @@ def _convert(
     move_exported_model_to_eval(graph)  # inference ops (a no-op after PTQ's eval-mode export)
     for module in graph.modules():  # and say so: exported graphs refuse .eval(), and torch.onnx.export warns
         module.training = False  # about a module left in training mode
-    _keep_modules_float(graph, float_modules)
+    keep_modules_float(graph, float_modules)
     folded = copy.deepcopy(graph)
     constant_fold(folded, _quant_node_constraint)
     return graph, folded
@@ -272,7 +233,7 @@ def quantize_ptq(
     """Post-training quantisation: calibrate the (folded) float ``model`` on ``inputs`` (N, 3, H, W)."""
     t0 = time.perf_counter()
     prepared, quantizer = calibrate_ptq(model, inputs, batch_size)
-    graph, onnx_graph = _convert(prepared, float_modules)
+    graph, onnx_graph = _convert(prepared, expand_float_modules(model, float_modules))
     return QuantResult(
         graph, onnx_graph, quantizer, "ptq", "ptq", calib_count=len(inputs), seconds=time.perf_counter() - t0
     )
@@ -344,7 +305,7 @@ def quantize_qat(
         with torch.no_grad():
             y = torch.cat([prepared(c) for c in _batches(hold_x, 8)])
         heldout_cos = float(nn.functional.cosine_similarity(y, hold_t, dim=1).mean())
-    graph, onnx_graph = _convert(prepared, float_modules)
+    graph, onnx_graph = _convert(prepared, expand_float_modules(model, float_modules))
     return QuantResult(
         graph,
         onnx_graph,

@@ -22,6 +22,7 @@ from shrinkface.export.calib import load_calibration_crops  # noqa: E402
 from shrinkface.export.checkpoint import load_student_checkpoint  # noqa: E402
 from shrinkface.export.equalize import equalize  # noqa: E402
 from shrinkface.export.formats import ExportConfigError, ExportError, plan_exports  # noqa: E402
+from shrinkface.export.mixed import expand_float_modules, in_module  # noqa: E402
 from shrinkface.export.parity import artifact_quant  # noqa: E402
 from shrinkface.runtime.card import ModelCard  # noqa: E402
 from shrinkface.runtime.embed import load_embedder  # noqa: E402
@@ -153,7 +154,7 @@ def test_float_modules_run_in_float_and_keep_the_int8_input(data_dir: Path) -> N
     graph = qat.quantize_ptq(model, x, float_modules="stem").graph
     nodes = list(graph.graph.nodes)
     convs = [n for n in nodes if "conv2d" in str(n.target)]
-    stem, rest = [n for n in convs if qat._in_module(n, "stem")], [n for n in convs if not qat._in_module(n, "stem")]
+    stem, rest = [n for n in convs if in_module(n, "stem")], [n for n in convs if not in_module(n, "stem")]
     assert len(stem) == 2 and rest
     # stem convolutions read float weights, the second a float activation; every other convolution reads
     # dequantised weights and activations
@@ -167,6 +168,32 @@ def test_float_modules_run_in_float_and_keep_the_int8_input(data_dir: Path) -> N
         assert torch.isfinite(graph(x[:2])).all()
     with pytest.raises(ExportError, match="no quantised op inside module 'nope'"):
         qat.quantize_ptq(model, x[:8], float_modules="nope")
+
+
+def test_float_depthwise_keeps_every_depthwise_block_float_and_every_1x1_conv_int8(data_dir: Path) -> None:
+    model = qat.fold_embedding_bn(build_student("mobilefacenet", 128, 0.25, "prelu").eval())
+    names = expand_float_modules(model, "stem,depthwise")
+    # MobileFaceNet (Chen et al. 2018): 15 bottlenecks (5 + 1 + 6 + 1 + 2), each with one 3×3 depthwise conv,
+    # plus the head's 7×7 GDConv; the stem's depthwise conv is inside "stem" and not listed twice
+    assert names[0] == "stem" and len(names) == 1 + 15 + 1 and names[-1] == "head.gdc"
+    assert not any(n.startswith("stem.") for n in names)
+    x = torch.from_numpy(ModelCard(name="x", embedding_size=128).preprocess(fx.glint_crops(data_dir, 16)))
+    graph = qat.quantize_ptq(model, x, float_modules="stem,depthwise").graph
+    convs = [n for n in graph.graph.nodes if "conv2d" in str(n.target)]
+    groups = {n: n.args[6] if len(n.args) > 6 else 1 for n in convs}  # aten.conv2d leaves out groups=1
+    depthwise = [n for n in convs if groups[n] > 1]
+    pointwise = [n for n in convs if groups[n] == 1 and not in_module(n, "stem")]
+    assert len(depthwise) == 1 + 15 + 1 and len(pointwise) == 2 * 15 + 1  # expand + project per block, neck
+    for n in depthwise:  # float weights and float input: no dequantize in front
+        assert all("dequantize" not in str(a.target) for a in n.args[:2])
+    for n in pointwise:  # int8 weights and input
+        assert all("dequantize" in str(a.target) for a in n.args[:2])
+    linear = [n for n in graph.graph.nodes if "linear" in str(n.target)]
+    assert linear and all("dequantize" in str(a.target) for a in linear[0].args[:2])
+    with torch.no_grad():
+        assert torch.isfinite(graph(x[:2])).all()
+    with pytest.raises(ExportError, match="no depthwise convolution"):
+        expand_float_modules(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)), "depthwise")
 
 
 def test_converted_graph_is_in_eval_mode_and_exports_without_warning(data_dir: Path) -> None:
