@@ -167,6 +167,7 @@ class QuantResult:
     calib_count: int = 0
     seconds: float = 0.0
     heldout_cosine: float | None = None  # fake-quant vs float on held-out training crops (QAT only)
+    float_modules: tuple[str, ...] = ()  # the student modules run float (``depthwise`` expanded)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description for logs and model cards."""
@@ -183,6 +184,8 @@ class QuantResult:
             out["qat_last_loss"] = round(self.history[-1]["loss"], 6)
         if self.heldout_cosine is not None:
             out["heldout_cosine"] = round(self.heldout_cosine, 6)
+        if self.float_modules:
+            out["float_modules"] = list(self.float_modules)
         return out
 
 
@@ -233,9 +236,17 @@ def quantize_ptq(
     """Post-training quantisation: calibrate the (folded) float ``model`` on ``inputs`` (N, 3, H, W)."""
     t0 = time.perf_counter()
     prepared, quantizer = calibrate_ptq(model, inputs, batch_size)
-    graph, onnx_graph = _convert(prepared, expand_float_modules(model, float_modules))
+    keep = expand_float_modules(model, float_modules)
+    graph, onnx_graph = _convert(prepared, keep)
     return QuantResult(
-        graph, onnx_graph, quantizer, "ptq", "ptq", calib_count=len(inputs), seconds=time.perf_counter() - t0
+        graph,
+        onnx_graph,
+        quantizer,
+        "ptq",
+        "ptq",
+        calib_count=len(inputs),
+        seconds=time.perf_counter() - t0,
+        float_modules=keep,
     )
 
 
@@ -305,7 +316,8 @@ def quantize_qat(
         with torch.no_grad():
             y = torch.cat([prepared(c) for c in _batches(hold_x, 8)])
         heldout_cos = float(nn.functional.cosine_similarity(y, hold_t, dim=1).mean())
-    graph, onnx_graph = _convert(prepared, expand_float_modules(model, float_modules))
+    keep = expand_float_modules(model, float_modules)
+    graph, onnx_graph = _convert(prepared, keep)
     return QuantResult(
         graph,
         onnx_graph,
@@ -316,6 +328,7 @@ def quantize_qat(
         calib_count=len(inputs),
         seconds=time.perf_counter() - t0,
         heldout_cosine=heldout_cos,
+        float_modules=keep,
     )
 
 

@@ -178,7 +178,9 @@ def test_float_depthwise_keeps_every_depthwise_block_float_and_every_1x1_conv_in
     assert names[0] == "stem" and len(names) == 1 + 15 + 1 and names[-1] == "head.gdc"
     assert not any(n.startswith("stem.") for n in names)
     x = torch.from_numpy(ModelCard(name="x", embedding_size=128).preprocess(fx.glint_crops(data_dir, 16)))
-    graph = qat.quantize_ptq(model, x, float_modules="stem,depthwise").graph
+    result = qat.quantize_ptq(model, x, float_modules="stem,depthwise")
+    assert result.summary()["float_modules"] == list(names)  # what the file's card and export log carry
+    graph = result.graph
     convs = [n for n in graph.graph.nodes if "conv2d" in str(n.target)]
     groups = {n: n.args[6] if len(n.args) > 6 else 1 for n in convs}  # aten.conv2d leaves out groups=1
     depthwise = [n for n in convs if groups[n] > 1]
