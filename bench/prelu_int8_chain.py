@@ -104,6 +104,7 @@ def int8_chains(data: bytes, op_kind: str) -> tuple[bytes, int]:
             readers.setdefault(int(i), []).append(op)
     replace: dict[int, list[Any]] = {}
     drop: set[int] = set()
+    c_range = [np.inf, -np.inf]
     for op in g.operators:
         if r.builtin(op) != ops.PRELU or g.tensors[op.inputs[0]].type != s.TensorType.FLOAT32:
             continue
@@ -117,6 +118,7 @@ def int8_chains(data: bytes, op_kind: str) -> tuple[bytes, int]:
         x_min = float(x.quantization.scale[0]) * (-128 - int(x.quantization.zeroPoint[0]))
         if x.type != int8 or c.max() >= 0 or x_min >= 0 or len(readers[int(op.inputs[0])]) != 1:
             continue
+        c_range = [min(c_range[0], float(c.min())), max(c_range[1], float(c.max()))]
         t = r.tensor(list(x.shape), int8, [float(np.abs(c).max() * -x_min / 255)], [-128], 0, _name(x) + "/neg")
         if op_kind == "mul":
             cs = float(np.abs(c).max()) / 127
@@ -149,6 +151,7 @@ def int8_chains(data: bytes, op_kind: str) -> tuple[bytes, int]:
         replace[id(after[0])] = [first, add]
         drop.update({id(deq), id(op)})
     g.operators = [new for op in g.operators if id(op) not in drop for new in replace.get(id(op), [op])]
+    print(f"slopes − 1 of the replaced PReLUs: {c_range[0]:.3f} … {c_range[1]:.3f}")
     return r.pack(), len(replace)
 
 
