@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--float-modules",
                 help="Student modules kept float in the int8 files (e.g. stem,head.gdc; depthwise = every "
-                "depthwise conv block).",
+                "depthwise conv block, depthwise-prelu = those with a per-channel PReLU).",
             ),
         ] = None,
         equalise: Annotated[

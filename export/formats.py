@@ -105,8 +105,8 @@ FORMATS: dict[str, FormatSpec] = {
         layouts=("NHWC", "NCHW"),
         options={},
         int8_io=(
-            "int8 input and int8 output; convs int8 (but --float-modules: e.g. stem,depthwise); per-channel PReLU "
-            "and the residual adds float inside, a one-slope (prelu1) PReLU int8 LEAKY_RELU"
+            "int8 input and int8 output; convs int8 (but --float-modules: e.g. stem,head.gdc,depthwise-prelu); "
+            "per-channel PReLU and the residual adds float inside, a one-slope (prelu1) PReLU int8 LEAKY_RELU"
         ),
     ),
 }
@@ -118,7 +118,7 @@ INT8_OPTIONS: dict[str, OptionSpec] = {
         str,
         "",
         help="comma-separated student modules kept float inside the int8 file (e.g. stem, head.gdc; 'depthwise': "
-        "every depthwise conv block); I/O stays int8",
+        "every depthwise conv block, 'depthwise-prelu': those with a per-channel PReLU); I/O stays int8",
     ),
 }
 QAT_OPTIONS: dict[str, OptionSpec] = {

@@ -1,12 +1,14 @@
 """Mixed precision inside the int8 files: which student modules run float, and how they are kept float.
 
-``--float-modules`` names modules (``stem``, ``head.gdc``, ``stage4.0`` …) and takes one keyword, ``depthwise``:
-the block (conv + BatchNorm + activation) around every depthwise convolution. Those were chosen by measurement
-(docs/results/parity.md): on x86 XNNPACK runs float 3×3 and 7×7 depthwise convolutions faster than int8 ones,
-the per-channel PReLU around them then needs no ``DEQUANTIZE → PRELU → QUANTIZE`` island, and the cosine to
-the float model rises (shipped student 0.9959 → 0.9970; the stem's depthwise conv was the most int8-sensitive
-single layer in ``bench/int8_sensitivity.py``); the 1×1 convolutions and the embedding layer, 93 % of the MACs,
-stay int8, and so do the file's input and output.
+``--float-modules`` names modules (``stem``, ``head.gdc``, ``stage4.0`` …) and takes two keywords:
+``depthwise``, the block (conv + BatchNorm + activation) around every depthwise convolution, and
+``depthwise-prelu``, only those blocks whose activation is a per-channel PReLU. The second is the Makefile's
+choice, by measurement (docs/results/parity.md, session 10): XNNPACK has no int8 per-channel PReLU, so such a
+PReLU runs float between a ``DEQUANTIZE`` and a ``QUANTIZE`` whatever we do; keeping the depthwise conv between two
+of them float too drops one conversion pair per PReLU (shipped student: embed 2.0–2.2 → 1.6–1.8 ms, cosine to
+float 0.9959 → 0.9970). Where the activations are int8 (ReLU, one-slope PReLU as ``LEAKY_RELU``) the same
+change only adds conversions and was slower (ReLU student 1.87 → 2.78 ms), so those blocks stay int8. The 1×1
+convolutions and the embedding layer, 93 % of the MACs, stay int8, and so do the file's input and output.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from torch import nn
 from shrinkface.export.formats import ExportError
 
 DEPTHWISE = "depthwise"
+DEPTHWISE_PRELU = "depthwise-prelu"
+KEYWORDS = (DEPTHWISE, DEPTHWISE_PRELU)
 
 
 def in_module(node: torch.fx.Node, name: str) -> bool:
@@ -52,27 +56,35 @@ def keep_float(graph: torch.fx.GraphModule, name: str) -> int:
     return bypassed
 
 
-def depthwise_modules(model: nn.Module) -> list[str]:
+def depthwise_modules(model: nn.Module, per_channel_prelu: bool = False) -> list[str]:
     """The block holding each depthwise convolution of ``model`` (groups = in = out channels > 1), in order:
-    the conv's parent module (its conv + BatchNorm + activation), or the conv itself at the top level."""
+    the conv's parent module (its conv + BatchNorm + activation), or the conv itself at the top level. With
+    ``per_channel_prelu``, only blocks whose activation is a PReLU with one slope per channel."""
+    modules = dict(model.named_modules())
     names = []
-    for name, module in model.named_modules():
+    for name, module in modules.items():
         if isinstance(module, nn.Conv2d) and 1 < module.groups == module.in_channels == module.out_channels:
-            names.append(name.rpartition(".")[0] or name)
+            block = name.rpartition(".")[0] or name
+            prelus = [m for m in modules[block].modules() if isinstance(m, nn.PReLU)]
+            if not per_channel_prelu or any(m.num_parameters > 1 for m in prelus):
+                names.append(block)
     return names
 
 
 def expand_float_modules(model: nn.Module, names: str | tuple[str, ...]) -> tuple[str, ...]:
-    """``names`` (a tuple, or comma-separated) with ``depthwise`` replaced by ``depthwise_modules(model)``,
-    leaving out blocks already inside a named module (``stem,depthwise``: the stem whole, then the rest)."""
+    """``names`` (a tuple, or comma-separated) with the keywords replaced by ``depthwise_modules(model)``,
+    leaving out blocks already inside a named module (``stem,depthwise``: the stem whole, then the rest).
+    ``depthwise`` on a student without depthwise convs is an error; ``depthwise-prelu`` may find none."""
     listed = [n.strip() for n in names.split(",")] if isinstance(names, str) else [n.strip() for n in names]
     listed = [n for n in listed if n]
-    named = [n for n in listed if n != DEPTHWISE]
-    if DEPTHWISE not in listed:
-        return tuple(named)
-    found = depthwise_modules(model)
-    if not found:
-        raise ExportError("float_modules: 'depthwise' given, but the student has no depthwise convolution")
+    named = [n for n in listed if n not in KEYWORDS]
+    found: list[str] = []
+    if DEPTHWISE in listed:
+        found = depthwise_modules(model)
+        if not found:
+            raise ExportError("float_modules: 'depthwise' given, but the student has no depthwise convolution")
+    elif DEPTHWISE_PRELU in listed:
+        found = depthwise_modules(model, per_channel_prelu=True)
     inside = [b for b in found if any(b == n or b.startswith(n + ".") for n in named)]
     return tuple(named + [b for b in found if b not in inside])
 

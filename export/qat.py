@@ -16,7 +16,7 @@ short fine-tune of a trained model): the conv BatchNorms are folded into their c
 (``fold_conv_bn``), so the QAT graph holds plain fake-quantised convolutions; the observers follow the activations until
 ``observer_freeze`` of the steps and are frozen after. Data: real aligned training faces only (``calib.py``).
 
-Mixed precision: ``float_modules`` (export option ``--float-modules stem,depthwise``) runs named student
+Mixed precision: ``float_modules`` (export option ``--float-modules stem,head.gdc,depthwise-prelu``) runs named student
 modules in float inside the int8 graph (``mixed.py``), chosen with ``bench/int8_sensitivity.py`` on held-out faces
 and ``shrinkface bench models``.
 """

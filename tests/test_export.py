@@ -198,6 +198,17 @@ def test_float_depthwise_keeps_every_depthwise_block_float_and_every_1x1_conv_in
         expand_float_modules(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)), "depthwise")
 
 
+def test_float_depthwise_prelu_takes_only_blocks_with_a_per_channel_prelu() -> None:
+    # the Makefile's choice: blocks whose PReLU runs float anyway (no int8 per-channel PReLU in XNNPACK)
+    per_channel = build_student("mobilefacenet", 128, 0.25, "prelu")
+    names = expand_float_modules(per_channel, "stem,head.gdc,depthwise-prelu")
+    assert names[:2] == ("stem", "head.gdc") and len(names) == 2 + 15  # the GDConv has no activation
+    assert set(names[2:]) == set(expand_float_modules(per_channel, "stem,depthwise")) - {"stem", "head.gdc"}
+    for activation in ("relu", "prelu1"):  # int8 activations (ReLU fused, one slope as LEAKY_RELU): none taken
+        student = build_student("mobilefacenet", 128, 0.25, activation)
+        assert expand_float_modules(student, "stem,head.gdc,depthwise-prelu") == ("stem", "head.gdc")
+
+
 def test_converted_graph_is_in_eval_mode_and_exports_without_warning(data_dir: Path) -> None:
     import warnings
 
