@@ -195,6 +195,28 @@ def test_batches_pair_mirrored_crops_with_mirrored_teacher_embeddings(tmp_path: 
         assert np.array_equal(batch["images"][j].numpy(), raw[i, :, ::-1] if flags[j] else raw[i])
 
 
+def test_flip_mean_targets_are_the_same_normalised_mean_for_both_views(tmp_path: Path, glint: Path) -> None:
+    files = sorted((glint / "James_Spader").glob("*.jpg"))[:6]
+    pack = build_crop_pack(files, [f"j{i}" for i in range(6)], tmp_path)
+    emb = np.zeros((6, 2, 2), np.float32)
+    emb[:, 0] = [1.0, 0.0]  # crop: along x
+    emb[:, 1] = [0.6, 0.8]  # mirror: unit length, 53.13 degrees away
+    np.save(tmp_path / "emb.npy", emb)
+    ds = BatchDataset(
+        pack,
+        np.arange(6),
+        {"t": TargetSource(str(tmp_path / "emb.npy"), np.arange(6), flip_mean=True)},
+        AugmentConfig(**{**NO_AUG.__dict__, "mirror": 0.5}),
+    )
+    batch = ds[([0, 1, 2, 3, 4, 5], 42)]
+    flags = batch["mirrored"].numpy()
+    assert flags.any() and not flags.all()
+    # (1, 0) + (0.6, 0.8) = (1.6, 0.8), length sqrt(3.2): the bisector at 26.57 degrees, for either view
+    half = np.deg2rad(np.rad2deg(np.arctan2(0.8, 0.6)) / 2)
+    expected = np.array([np.cos(half), np.sin(half)], np.float32)
+    assert np.allclose(batch["targets"]["t"].numpy(), expected[None].repeat(6, 0), atol=1e-6)
+
+
 def test_loader_is_identical_with_or_without_workers_and_resumes_mid_epoch(tmp_path: Path, glint: Path) -> None:
     files = sorted((glint / "Hugh_Laurie").glob("*.jpg"))[:40]
     pack = build_crop_pack(files, [f"h{i}" for i in range(40)], tmp_path)

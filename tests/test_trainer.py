@@ -284,10 +284,14 @@ def test_config_overrides_are_typed_and_unknown_keys_refused(data_dir) -> None:
         "losses.nope.weight=1": "missing required key",
         "student.width.x=1": "has no sub-keys",
         "seed": "must look like",
+        "teachers.0.target=mean": "not one of",
     }
     for override, message in cases.items():
         with pytest.raises(ConfigError, match=message):
             load_config(CI_CONFIG, [override])
+    assert load_config(CI_CONFIG, ["teachers.0.target=flip_mean"]).teachers[0].target == "flip_mean"
+    with pytest.raises(ConfigError, match="flip_mean needs a blackbox"):
+        load_config(CI_CONFIG, ["teachers.0.target=flip_mean", "teachers.0.kind=whitebox"])
 
 
 def test_bad_yaml_content_is_a_clear_error(tmp_path) -> None:

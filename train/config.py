@@ -118,6 +118,10 @@ class TeacherConfig:
     kind: Literal["blackbox", "whitebox"] = "blackbox"
     weight: float = 1.0
     features: list[str] = field(default_factory=list)  # white box: graph node names exposed as features
+    #: black box: the target of a view. ``view``: the teacher's embedding of that view (the crop, or its mirror
+    #: when the view is mirrored); ``flip_mean``: the normalised mean of the crop's and the mirror's embeddings for
+    #: either view, i.e. the student learns from one view what the teacher gives with test-time flip.
+    target: Literal["view", "flip_mean"] = "view"
 
 
 @dataclass
@@ -214,6 +218,9 @@ class TrainConfig:
         names = [t.name for t in self.teachers]
         if len(set(names)) != len(names):
             problems.append(f"teacher names must be unique, got {names}")
+        for t in self.teachers:
+            if t.target == "flip_mean" and t.kind != "blackbox":
+                problems.append(f"teacher {t.name}: target flip_mean needs a blackbox (cached) teacher")
         for key, loss in self.losses.items():
             unknown = sorted(set(loss.teachers) - set(names))
             if unknown:

@@ -236,12 +236,21 @@ def open_pack(path: Path) -> np.ndarray:
 
 
 # -- batches -------------------------------------------------------------------------------------------------
+def flip_mean_rows(both: np.ndarray) -> np.ndarray:
+    """(N, 2, D) cached rows (crop, mirror) → (N, D) float32: their sum, L2-normalised (the test-time-flip
+    embedding of the teacher, from the two normalised views)."""
+    total = np.asarray(both[:, 0], dtype=np.float32) + np.asarray(both[:, 1], dtype=np.float32)
+    return total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
+
+
 @dataclass(frozen=True)
 class TargetSource:
-    """A teacher's cached embeddings: memmap file (M, 2, D) and this training set's row in it per image."""
+    """A teacher's cached embeddings: memmap file (M, 2, D) and this training set's row in it per image;
+    ``flip_mean``: every view's target is the crop's and the mirror's normalised mean (``flip_mean_rows``)."""
 
     path: str
     rows: np.ndarray
+    flip_mean: bool = False
 
 
 class BatchDataset(torch.utils.data.Dataset):
@@ -289,7 +298,10 @@ class BatchDataset(torch.utils.data.Dataset):
         }
         flip = mirrored.numpy().astype(np.int64)
         for name, src in self.targets.items():
-            emb = np.asarray(self._emb[name][src.rows[idx], flip], dtype=np.float32)
+            if src.flip_mean:
+                emb = flip_mean_rows(self._emb[name][src.rows[idx]])
+            else:
+                emb = np.asarray(self._emb[name][src.rows[idx], flip], dtype=np.float32)
             batch["targets"][name] = torch.from_numpy(emb)
         return batch
 

@@ -19,7 +19,13 @@ import torch.distributed as dist
 from shrinkface.runtime.config import cache_dir
 from shrinkface.train.cache import TeacherCache
 from shrinkface.train.config import TrainConfig, expand_path
-from shrinkface.train.data import TargetSource, TrainingSet, build_crop_pack, scan_training_set
+from shrinkface.train.data import (
+    TargetSource,
+    TrainingSet,
+    build_crop_pack,
+    flip_mean_rows,
+    scan_training_set,
+)
 from shrinkface.train.distributed import DistInfo, barrier
 from shrinkface.train.objective import teachers_needing_cache
 from shrinkface.train.teachers import Teacher, build_teacher
@@ -80,6 +86,8 @@ def prepare(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = Tru
     for t in cached_teachers:
         cache = TeacherCache(root / "teachers", t.name, t.fingerprint, t.dim)
         rows = cache.rows_for(trainset.keys)
-        targets[t.name] = TargetSource(str(cache.emb_path), rows)
-        cached[t.name] = np.asarray(np.load(cache.emb_path, mmap_mode="r")[rows, 0], dtype=np.float32)
+        flip_mean = t.cfg.target == "flip_mean"
+        targets[t.name] = TargetSource(str(cache.emb_path), rows, flip_mean)
+        both = np.load(cache.emb_path, mmap_mode="r")[rows]
+        cached[t.name] = flip_mean_rows(both) if flip_mean else np.asarray(both[:, 0], dtype=np.float32)
     return Prepared(trainset, pack, teachers, targets, cached)
