@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 from shrinkface.runtime import lfw  # noqa: E402
 from shrinkface.runtime.dataset import AlignSettings, align_folder  # noqa: E402
 from shrinkface.train.checkpoint import load_checkpoint, load_student  # noqa: E402
-from shrinkface.train.config import ConfigError, LossConfig, load_config  # noqa: E402
+from shrinkface.train.config import ConfigError, LossConfig, expand_path, load_config  # noqa: E402
 from shrinkface.train.data import BatchDataset, to_input  # noqa: E402
 from shrinkface.train.evaluate import subset_pairs  # noqa: E402
 from shrinkface.train.objective import BatchView, TrainModule, build_objective  # noqa: E402
@@ -305,6 +305,17 @@ def test_bad_yaml_content_is_a_clear_error(tmp_path) -> None:
     bad.write_text("name: x\nsteps: 5\nepochs: 2\nlosses: {a: {kind: adl}}\ndata: {sources: [{path: p}]}\n")
     with pytest.raises(ConfigError, match="exactly one of"):
         load_config(bad)
+
+
+def test_paths_expand_variables_and_default_only_the_aligned_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SHRINKFACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SHRINKFACE_ALIGNED", raising=False)
+    monkeypatch.delenv("SHRINKFACE_NOT_A_VAR", raising=False)
+    assert expand_path("${SHRINKFACE_ALIGNED}/glint") == tmp_path / "cache" / "aligned" / "glint"
+    monkeypatch.setenv("SHRINKFACE_ALIGNED", str(tmp_path / "mine"))
+    assert expand_path("$SHRINKFACE_ALIGNED/lfw") == tmp_path / "mine" / "lfw"
+    with pytest.raises(ConfigError, match=r"uses \$\{SHRINKFACE_NOT_A_VAR\}, which is not set"):
+        expand_path("${SHRINKFACE_NOT_A_VAR}/x")
 
 
 def test_cli_reports_a_bad_override_with_the_usage_exit_code(data_dir) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
+from shrinkface.runtime.config import cache_dir
 from shrinkface.runtime.errors import ExitCode, ShrinkfaceError
 
 
@@ -223,13 +224,21 @@ def apply_override(raw: dict[str, Any], assignment: str, root: type) -> None:
 _VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
+def _default(name: str) -> str | None:
+    """The value of an unset variable that has one: ``SHRINKFACE_ALIGNED`` is ``<cache>/aligned``, where
+    ``shrinkface data align`` examples and ``make export-tflite`` put the aligned crops."""
+    return str(cache_dir() / "aligned") if name == "SHRINKFACE_ALIGNED" else None
+
+
 def expand_path(text: str | Path) -> Path:
-    """Expand ``~`` and ``${VAR}``; an unset variable is a ``ConfigError``."""
+    """Expand ``~`` and ``${VAR}`` (``_default`` for an unset known variable); any other unset variable is a
+    ``ConfigError``."""
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(2)
-        if name not in os.environ:
+        value = os.environ.get(name, _default(name))
+        if value is None:
             raise ConfigError(f"path {text!s} uses ${{{name}}}, which is not set")
-        return os.environ[name]
+        return value
 
     return Path(_VAR.sub(sub, str(text))).expanduser()
