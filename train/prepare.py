@@ -88,6 +88,6 @@ def prepare(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = Tru
         rows = cache.rows_for(trainset.keys)
         flip_mean = t.cfg.target == "flip_mean"
         targets[t.name] = TargetSource(str(cache.emb_path), rows, flip_mean)
-        both = np.load(cache.emb_path, mmap_mode="r")[rows]
-        cached[t.name] = flip_mean_rows(both) if flip_mean else np.asarray(both[:, 0], dtype=np.float32)
+        emb = np.load(cache.emb_path, mmap_mode="r")  # read only the rows (and views) this target needs
+        cached[t.name] = flip_mean_rows(emb[rows]) if flip_mean else np.asarray(emb[rows, 0], dtype=np.float32)
     return Prepared(trainset, pack, teachers, targets, cached)
