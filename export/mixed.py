@@ -7,7 +7,7 @@ choice, by measurement (docs/results/parity.md, session 10): XNNPACK has no int8
 PReLU runs float between a ``DEQUANTIZE`` and a ``QUANTIZE`` whatever we do; keeping the depthwise conv between two
 of them float too drops one conversion pair per PReLU (shipped student: embed 2.0–2.2 → 1.6–1.8 ms, cosine to
 float 0.9959 → 0.9970). Where the activations are int8 (ReLU, one-slope PReLU as ``LEAKY_RELU``) the same
-change only adds conversions and was slower (ReLU student 1.87 → 2.78 ms), so those blocks stay int8. The 1×1
+change only adds conversions and was slower (ReLU student embed 1.95 → 2.75–2.84 ms), so those blocks stay int8. The 1×1
 convolutions and the embedding layer, 93 % of the MACs, stay int8, and so do the file's input and output.
 """
 
