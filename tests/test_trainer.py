@@ -179,6 +179,7 @@ def test_every_loss_kind_builds_and_backpropagates(tmp_path, aligned_glint) -> N
         "mimic": LossConfig("neuron_mimic", params={"k": 32}),
         "kd": LossConfig("wang_kd"),
         "kd_hard": LossConfig("wang_kd", params={"alpha": 0.5}),
+        "mrd": LossConfig("mutual_relation", params={"k": 4}),
     }
     labels = prep.trainset.labels
     objective = build_objective(kinds, student, prep.teachers, prep.cached, labels, prep.trainset.num_classes)
@@ -192,7 +193,8 @@ def test_every_loss_kind_builds_and_backpropagates(tmp_path, aligned_glint) -> N
     ds = BatchDataset(prep.pack, labels, prep.targets, cfg.data.augment)
     batch = ds[(list(range(0, 300, 19)), 0)]
     emb = student(to_input(batch["images"]))
-    total, parts = objective(BatchView({"embedding": emb}, batch["labels"], batch["targets"], {}))
+    view = BatchView({"embedding": emb}, batch["labels"], batch["targets"], {}, batch["index"])
+    total, parts = objective(view)
     assert set(parts) == set(kinds) and all(math.isfinite(float(v)) for v in parts.values())
     total.backward()
     assert student.head.linear.weight.grad.abs().sum() > 0
@@ -201,6 +203,21 @@ def test_every_loss_kind_builds_and_backpropagates(tmp_path, aligned_glint) -> N
         build_objective(bad, student, prep.teachers, prep.cached, labels, 6)
     with pytest.raises(ConfigError, match="unknown kind"):
         build_objective({"x": LossConfig("triplet")}, student, prep.teachers, prep.cached, labels, 6)
+    with pytest.raises(ConfigError, match="needs an `adl` term"):
+        build_objective({"m": LossConfig("mutual_relation")}, student, prep.teachers, prep.cached, labels, 6)
+    # mined negatives: never the same identity, and the term is read at the rows' own indices
+    negatives = objective.terms["mrd"]._tables["negatives"].numpy()
+    assert negatives.shape == (len(labels), 4) and not (labels[negatives] == labels[:, None]).any()
+
+
+def test_mutual_relation_trains_through_the_trainer(tmp_path, aligned_glint) -> None:
+    """The trainer hands each batch's training-set indices to the relation term (a run of 3 steps)."""
+    cfg = _cfg(aligned_glint, tmp_path, "steps=3", "batch_size=8", "log_period=1", "data.sources.0.limit_per_class=10")
+    cfg.losses = {"adl": LossConfig("adl"), "mrd": LossConfig("mutual_relation", weight=4.0, params={"k": 8})}
+    rows = [r for r in train(cfg, progress=False).history if "loss" in r]
+    assert len(rows) == 3 and all(
+        0 < r["mrd"] < 1 and r["loss"] == pytest.approx(r["adl"] + 4 * r["mrd"], rel=1e-4) for r in rows
+    )
 
 
 def test_white_box_teacher_drives_intermediate_distillation(tmp_path, aligned_glint) -> None:
@@ -244,6 +261,7 @@ def test_white_box_cache_is_filled_only_when_a_term_reads_it(tmp_path, aligned_g
     losses = {"k": LossConfig("wang_kd", teachers=["b", "c"]), "n": LossConfig("neuron_mimic", teachers=["a", "c"])}
     assert teachers_needing_cache(losses, names) == {"a", "b", "c"}  # wang_kd: its first; neuron_mimic: all
     assert teachers_needing_cache({"k": losses["k"]}, names) == {"b"}
+    assert teachers_needing_cache({"r": LossConfig("mutual_relation", teachers=["a", "b"])}, names) == {"a", "b"}
     assert teachers_needing_cache({"m": LossConfig("margin_distillation"), "a": LossConfig("adl")}, names) == {"a"}
 
 

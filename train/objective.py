@@ -12,6 +12,7 @@ unlabelled crops, per-teacher embeddings and white-box feature maps). Loss kinds
 | margin_distillation | MarginDistillation (teacher centres)  | labels, one teacher                       |
 | neuron_mimic        | NeuronMimic (Fisher-selected neurons) | teacher embeddings; labels to select      |
 | wang_kd             | CosineKD (soft targets vs centres)    | teacher embeddings; labels for centres    |
+| mutual_relation     | MutualRelation (CoupleFace's MRD)     | an adl term's heads; cached embeddings    |
 
 Teacher weights (``teachers[].weight``) are normalised over a term's teachers. Terms restricted to labelled
 rows use only the rows with a label ≥ 0; a term with no usable rows in a batch contributes 0 while keeping
@@ -40,6 +41,7 @@ class BatchView:
     labels: torch.Tensor
     targets: dict[str, torch.Tensor]  # teacher name → (B, D) L2-normalised embedding
     features: dict[str, dict[str, torch.Tensor]]  # white-box teacher name → stage maps
+    index: torch.Tensor | None = None  # each row's position in the training set (mined-negative lookups)
 
     @property
     def embedding(self) -> torch.Tensor:
@@ -246,6 +248,48 @@ class CosineKDTerm(Term):
         return self.loss(view.embedding[keep], view.targets[self.name][keep], view.labels[keep])
 
 
+class RelationTerm(Term):
+    """Σ_k w_k · MutualRelation(P_k s_i, t^k_i, t^k_{N(i)}): N(i) mined once from the teachers' cached crops, P_k
+    the projection heads of the ADL term (shared, not copied: the relation is read through the same map)."""
+
+    def __init__(
+        self,
+        adl: AdlTerm,
+        teachers: list[Teacher],
+        cached: dict[str, np.ndarray],
+        labels: np.ndarray,
+        params: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        p = _take(params, {"k"}, "mutual_relation")
+        self.names, self.weights = [t.name for t in teachers], ensemble_weights(teachers)
+        missing = [n for n in self.names if n not in adl.names]
+        if adl.mode != "sum" or missing:
+            raise ConfigError(f"mutual_relation reads an `adl` term's per-teacher heads (ensemble: sum) for {missing}")
+        self._adl = [adl]  # a plain list: the heads stay registered (and trained, and saved) under the ADL term
+        negatives = L.hard_negatives([cached[n] for n in self.names], int(p.get("k", 16)), labels, self.weights)
+        # plain tensors, not buffers: DDP would broadcast buffers every step, and these are fixed and equal on all ranks
+        self._tables = {"negatives": torch.from_numpy(negatives)}
+        self._tables |= {n: torch.from_numpy(np.ascontiguousarray(cached[n], dtype=np.float32)) for n in self.names}
+        self.loss = L.MutualRelation()
+
+    def _table(self, name: str, device: torch.device) -> torch.Tensor:
+        if self._tables[name].device != device:
+            self._tables[name] = self._tables[name].to(device)
+        return self._tables[name]
+
+    def forward(self, view: BatchView) -> torch.Tensor:
+        if view.index is None:
+            raise ConfigError("mutual_relation needs each row's training-set index (BatchView.index)")
+        device = view.embedding.device
+        neg = self._table("negatives", device)[view.index.to(device)]
+        heads = self._adl[0].adl
+        return sum(
+            w * self.loss(heads[n].projection(view.embedding), view.targets[n], self._table(n, device)[neg])
+            for n, w in zip(self.names, self.weights, strict=True)
+        )
+
+
 KINDS = (
     "arcface",
     "cosface",
@@ -255,6 +299,7 @@ KINDS = (
     "margin_distillation",
     "neuron_mimic",
     "wang_kd",
+    "mutual_relation",
 )
 
 
@@ -278,7 +323,7 @@ class Objective(nn.Module):
 
 #: Loss kinds that read teachers' cached embeddings of the whole training set (class centres, neuron selection);
 #: the others read the batch's targets only, which a white-box teacher computes online.
-CACHED_KINDS = {"margin_distillation": "first", "neuron_mimic": "all", "wang_kd": "first"}
+CACHED_KINDS = {"margin_distillation": "first", "neuron_mimic": "all", "wang_kd": "first", "mutual_relation": "all"}
 
 
 def teachers_needing_cache(losses: dict[str, LossConfig], names: list[str]) -> set[str]:
@@ -322,6 +367,11 @@ def build_objective(
             terms[name] = MarginDistillationTerm(dim, chosen[0], cached, labels, cfg.params)
         elif kind == "neuron_mimic":
             terms[name] = NeuronMimicTerm(dim, chosen, cached, labels, cfg.params)
+        elif kind == "mutual_relation":
+            adl = [t for t in terms.values() if isinstance(t, AdlTerm)]
+            if not adl:
+                raise ConfigError(f"losses.{name}: mutual_relation needs an `adl` term listed before it")
+            terms[name] = RelationTerm(adl[0], chosen, cached, labels, cfg.params)
         else:
             terms[name] = CosineKDTerm(dim, chosen[0], cached, labels, cfg.params)
     return Objective(terms, {n: c.weight for n, c in losses.items()})
@@ -341,10 +391,11 @@ class TrainModule(nn.Module):
         labels: torch.Tensor,
         targets: dict[str, torch.Tensor],
         features: dict[str, dict[str, torch.Tensor]],
+        index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.objective.needs_features:
             out = self.student.forward_features(x)
         else:
             out = {"embedding": self.student(x)}
         out = {k: (v.float() if v.is_floating_point() else v) for k, v in out.items()}
-        return self.objective(BatchView(out, labels, targets, features))
+        return self.objective(BatchView(out, labels, targets, features, index))

@@ -305,7 +305,8 @@ def train(
                 for t in whitebox:
                     targets[t.name], features[t.name] = t.module(images)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                    loss, parts = model(to_input(images, channels_last=cfg.channels_last), labels, targets, features)
+                    x = to_input(images, channels_last=cfg.channels_last)
+                    loss, parts = model(x, labels, targets, features, batch["index"].to(device, non_blocking=True))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.optim.grad_clip:

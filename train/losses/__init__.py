@@ -6,6 +6,7 @@
 - neuron_mimic: ``NeuronMimic``, ``NeuronSelection``, ``fisher_ratio``, ``select_neurons`` (Luo et al.)
 - transfer: ``CosineKD``, ``init_classifier_from_centres`` (Wang et al.)
 - ensemble: ``concat_teachers``, ``mean_teachers``
+- relation: ``MutualRelation``, ``hard_negatives`` (CoupleFace's mutual relation distillation)
 """
 
 from shrinkface.train.losses.adl import (
@@ -24,6 +25,7 @@ from shrinkface.train.losses.margin import (
 )
 from shrinkface.train.losses.margin_distillation import MarginDistillation, teacher_class_centres
 from shrinkface.train.losses.neuron_mimic import NeuronMimic, NeuronSelection, fisher_ratio, select_neurons
+from shrinkface.train.losses.relation import MutualRelation, hard_negatives
 from shrinkface.train.losses.transfer import CosineKD, init_classifier_from_centres
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "IntermediateAngularDistillation",
     "LossInputError",
     "MarginDistillation",
+    "MutualRelation",
     "NeuronMimic",
     "NeuronSelection",
     "ProjectionHead",
@@ -44,6 +47,7 @@ __all__ = [
     "concat_teachers",
     "ensemble_weights",
     "fisher_ratio",
+    "hard_negatives",
     "init_classifier_from_centres",
     "mean_teachers",
     "select_neurons",
