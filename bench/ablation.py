@@ -56,6 +56,12 @@ METHODS: dict[str, dict[str, Any]] = {
             "adl_int": {"kind": "adl_intermediate", "weight": 1.0, "params": {"stages": ["s4", "s8", "s16"]}},
         },
     },
+    # added in session 13 (its rows ran then, on that session's rebuilt crops; the other rows are session 3's)
+    "adl_final_sd_mrd": {
+        "label": "ADL final + SD + mutual relation on mined hard negatives (CoupleFace, k 16)",
+        "teachers": [FACEPLUGIN],
+        "losses": {"adl": ADL, "sd": SD, "mrd": {"kind": "mutual_relation", "weight": 4.0, "params": {"k": 16}}},
+    },
     "margin_distillation": {
         "label": "MarginDistillation (teacher centres, per-sample margin)",
         "teachers": [FACEPLUGIN],
