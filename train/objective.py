@@ -253,12 +253,7 @@ class RelationTerm(Term):
     the projection heads of the ADL term (shared, not copied: the relation is read through the same map)."""
 
     def __init__(
-        self,
-        adl: AdlTerm,
-        teachers: list[Teacher],
-        cached: dict[str, np.ndarray],
-        labels: np.ndarray,
-        params: dict[str, Any],
+        self, adl: AdlTerm, teachers: list[Teacher], cached: dict[str, np.ndarray], labels: np.ndarray, params: dict
     ) -> None:
         super().__init__()
         p = _take(params, {"k"}, "mutual_relation")
