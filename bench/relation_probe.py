@@ -47,7 +47,7 @@ def main() -> None:
     )
     build_s = time.perf_counter() - t0
     term = next(t for t in objective.terms.values() if isinstance(t, RelationTerm))
-    negatives = term._tables["negatives"].numpy()
+    negatives = term.negatives.numpy()
     rows = np.arange(0, len(negatives), 97)  # every 97th face: the cosines of its mined negatives, by rank
     units = {n: prep.cached[n] / np.linalg.norm(prep.cached[n], axis=1, keepdims=True) for n in term.names}
     cos = sum(

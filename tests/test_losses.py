@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from real_faces import glint_people  # noqa: E402
 
 from shrinkface.runtime.embed import load_asset_embedder  # noqa: E402
 from shrinkface.train.losses import (  # noqa: E402
@@ -45,14 +46,8 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def real_teacher(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Teacher C (faceplugin, 512-d) embeddings of 8 real aligned crops of each of the 6 glint people."""
-    root = data_dir / "glint-celeb6" / "images"
-    crops, labels = [], []
-    for label, person in enumerate(sorted(p for p in root.iterdir() if p.is_dir())):
-        for f in sorted(person.glob("*.jpg"))[:8]:
-            crops.append(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB))
-            labels.append(label)
-    raw = load_asset_embedder("faceplugin").raw(np.stack(crops))
-    return raw.astype(np.float64), np.asarray(labels)
+    crops, labels = glint_people(data_dir, 8)
+    return load_asset_embedder("faceplugin").raw(crops).astype(np.float64), labels
 
 
 # -- independent numpy references ----------------------------------------------------------------------------

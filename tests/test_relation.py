@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from real_faces import glint_people  # noqa: E402
 
 from shrinkface.runtime.embed import load_asset_embedder  # noqa: E402
 from shrinkface.train.losses import LossInputError, MutualRelation, hard_negatives  # noqa: E402
@@ -19,15 +20,9 @@ pytestmark = pytest.mark.torch
 @pytest.fixture(scope="module")
 def real_banks(data_dir: Path) -> tuple[list[np.ndarray], np.ndarray]:
     """faceplugin (512-d) and expo (192-d) embeddings of 6 real aligned crops of each of the 6 glint people."""
-    root = data_dir / "glint-celeb6" / "images"
-    crops, labels = [], []
-    for label, person in enumerate(sorted(p for p in root.iterdir() if p.is_dir())):
-        for f in sorted(person.glob("*.jpg"))[:6]:
-            crops.append(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB))
-            labels.append(label)
-    batch = np.stack(crops)
-    banks = [load_asset_embedder(name).raw(batch).astype(np.float32) for name in ("faceplugin", "expo_mobilefacenet")]
-    return banks, np.asarray(labels)
+    crops, labels = glint_people(data_dir, 6)
+    banks = [load_asset_embedder(name).raw(crops).astype(np.float32) for name in ("faceplugin", "expo_mobilefacenet")]
+    return banks, labels
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -206,7 +206,7 @@ def test_every_loss_kind_builds_and_backpropagates(tmp_path, aligned_glint) -> N
     with pytest.raises(ConfigError, match="needs an `adl` term"):
         build_objective({"m": LossConfig("mutual_relation")}, student, prep.teachers, prep.cached, labels, 6)
     # mined negatives: never the same identity, and the term is read at the rows' own indices
-    negatives = objective.terms["mrd"]._tables["negatives"].numpy()
+    negatives = objective.terms["mrd"].negatives.numpy()
     assert negatives.shape == (len(labels), 4) and not (labels[negatives] == labels[:, None]).any()
 
 

@@ -268,10 +268,14 @@ class RelationTerm(Term):
         self._tables |= {n: torch.from_numpy(np.ascontiguousarray(cached[n], dtype=np.float32)) for n in self.names}
         self.loss = L.MutualRelation()
 
+    @property
+    def negatives(self) -> torch.Tensor:
+        """(N, k) training-set indices of each face's mined negatives."""
+        return self._tables["negatives"]
+
     def _table(self, name: str, device: torch.device) -> torch.Tensor:
-        if self._tables[name].device != device:
-            self._tables[name] = self._tables[name].to(device)
-        return self._tables[name]
+        self._tables[name] = table = self._tables[name].to(device)  # the same tensor once it is there
+        return table
 
     def forward(self, view: BatchView) -> torch.Tensor:
         if view.index is None:
